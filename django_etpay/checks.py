@@ -1,0 +1,150 @@
+"""System checks, run at start-up by ``manage.py check`` and ``runserver``.
+
+Ids are stable; a retired id is listed here and never reused.
+
+- ``django_etpay.E001``: a required credential is missing (default account or a merchant alias).
+- ``django_etpay.E002``: ``ENVIRONMENT`` is not one of sandbox, preproduction, production.
+- ``django_etpay.E003``: ``TIMEOUT`` / ``TOTAL_TIMEOUT`` are not positive numbers.
+- ``django_etpay.E004``: ``API_URL`` or ``PMT_URL`` is not https outside the sandbox.
+- ``django_etpay.E005``: the local sandbox is mounted with ``ENVIRONMENT = "production"``.
+- ``django_etpay.W001``: ``ENVIRONMENT = "production"`` while ``DEBUG`` is on.
+- ``django_etpay.W002``: ``MERCHANTS`` is not a dict of dicts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core import checks
+
+from django_etpay import conf
+
+
+def register() -> None:
+    """Register every check of this module (called from ``AppConfig.ready``)."""
+    checks.register(check_settings, checks.Tags.security)
+    checks.register(check_sandbox, checks.Tags.security, checks.Tags.urls)
+
+
+def _accounts(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(label, settings) of the default account and each alias."""
+    accounts: list[tuple[str, dict[str, Any]]] = [("ETPAY", config)]
+    merchants = config.get("MERCHANTS") or {}
+    if isinstance(merchants, dict):
+        for alias, values in merchants.items():
+            if isinstance(values, dict):
+                accounts.append((f'ETPAY["MERCHANTS"][{alias!r}]', values))
+    return accounts
+
+
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Credentials, environment, timeouts and URLs of every configured account."""
+    errors: list[checks.CheckMessage] = []
+    try:
+        config = conf.get_config()
+    except Exception as err:  # a non-dict ETPAY: report, never crash the check run
+        return [checks.Error(str(err), id="django_etpay.E001")]
+
+    merchants = config.get("MERCHANTS")
+    if merchants and not (
+        isinstance(merchants, dict) and all(isinstance(v, dict) for v in merchants.values())
+    ):
+        errors.append(
+            checks.Warning(
+                'ETPAY["MERCHANTS"] must map aliases to dicts of credentials.',
+                id="django_etpay.W002",
+            )
+        )
+
+    for label, values in _accounts(config):
+        for key in conf.CREDENTIAL_KEYS:
+            value = values.get(key)
+            if not value or not isinstance(value, str):
+                errors.append(
+                    checks.Error(
+                        f'Missing ETpay setting {label}["{key}"].',
+                        hint="ETpay hands these values over at onboarding; "
+                        "see the settings reference.",
+                        id="django_etpay.E001",
+                    )
+                )
+        environment = values.get("ENVIRONMENT", config.get("ENVIRONMENT"))
+        if environment not in conf.ENVIRONMENTS:
+            errors.append(
+                checks.Error(
+                    f'{label}["ENVIRONMENT"] is {environment!r}; expected one of '
+                    f"{', '.join(conf.ENVIRONMENTS)}.",
+                    id="django_etpay.E002",
+                )
+            )
+            continue
+        if environment != "sandbox":
+            for key in ("API_URL", "PMT_URL"):
+                value = values.get(key)
+                if isinstance(value, str) and value and urlsplit(value).scheme != "https":
+                    errors.append(
+                        checks.Error(
+                            f'{label}["{key}"] must use https in the {environment} '
+                            "environment: the API token travels in the request body.",
+                            id="django_etpay.E004",
+                        )
+                    )
+        if environment == "production" and settings.DEBUG:
+            errors.append(
+                checks.Warning(
+                    f'{label}["ENVIRONMENT"] is "production" while DEBUG is on.',
+                    hint="Use the sandbox credentials for development, or turn DEBUG off.",
+                    id="django_etpay.W001",
+                )
+            )
+
+    if not _valid_timeouts(config.get("TIMEOUT"), config.get("TOTAL_TIMEOUT")):
+        errors.append(
+            checks.Error(
+                'ETPAY["TIMEOUT"] must be a positive number or a (connect, read) pair of '
+                'positive numbers, and ETPAY["TOTAL_TIMEOUT"] a positive number.',
+                id="django_etpay.E003",
+            )
+        )
+    return errors
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def _valid_timeouts(timeout: Any, total: Any) -> bool:
+    if isinstance(timeout, list | tuple):
+        pair_ok = len(timeout) == 2 and all(_positive(v) for v in timeout)
+    else:
+        pair_ok = _positive(timeout)
+    return pair_ok and _positive(total)
+
+
+def check_sandbox(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """The local sandbox must never be reachable in production."""
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        environment = conf.get_config().get("ENVIRONMENT")
+    except Exception:
+        return []
+    if environment != "production":
+        return []
+    try:
+        reverse("etpay_sandbox:initialize")
+    except NoReverseMatch:
+        return []
+    except Exception:
+        # A broken URLconf is reported by Django's own checks.
+        return []
+    return [
+        checks.Error(
+            "The ETpay sandbox (django_etpay.sandbox.urls) is mounted while "
+            'ETPAY["ENVIRONMENT"] is "production".',
+            hint="Remove the sandbox from your URLconf in production.",
+            id="django_etpay.E005",
+        )
+    ]

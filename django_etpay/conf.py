@@ -1,0 +1,151 @@
+"""The ``ETPAY`` settings dict: defaults, a cached accessor and per-merchant credentials.
+
+Settings are read when a function runs or a client is built, never at import time, so
+``override_settings(ETPAY=...)`` works in tests: the cache is cleared on ``setting_changed``.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+from django_etpay.exceptions import EtpayConfigurationError
+
+#: The four values ETpay hands over at onboarding, for each environment.
+CREDENTIAL_KEYS: tuple[str, ...] = ("MERCHANT_CODE", "MERCHANT_API_TOKEN", "API_URL", "PMT_URL")
+
+#: ETpay's three environments. Sessions record the one they were created in.
+ENVIRONMENTS: tuple[str, ...] = ("sandbox", "preproduction", "production")
+
+DEFAULTS: dict[str, Any] = {
+    # Which of ETpay's environments the credentials belong to.
+    "ENVIRONMENT": "sandbox",
+    # (connect, read) seconds; requests applies the read value to each socket read.
+    "TIMEOUT": (5.0, 30.0),
+    # Wall-clock limit for one whole call to ETpay, because per-read timeouts alone let a
+    # server that drips bytes hold a call open indefinitely.
+    "TOTAL_TIMEOUT": 45.0,
+    # Replies from ETpay are a few hundred bytes; anything far larger is not ETpay.
+    "MAX_RESPONSE_BYTES": 1024 * 1024,
+    # Automatic retries, only for calls whose connection never opened (nothing was sent).
+    "CONNECT_RETRIES": 2,
+    # Optional extra merchant accounts: alias -> {MERCHANT_CODE, MERCHANT_API_TOKEN, API_URL,
+    # PMT_URL[, ENVIRONMENT]}.
+    "MERCHANTS": {},
+    # How long a pending session waits before it may be expired or reconciled.
+    "SESSION_TTL": timedelta(hours=1),
+    # ETpay's own widget script, when ETpay hands one out; else the bundled loader is used.
+    "WIDGET_SCRIPT_URL": None,
+    # Whether a verified JWT arriving through the payer's browser (redirect or widget) may
+    # change a session's status. It is signed with the session's secret, so it is trusted.
+    "ACCEPT_BROWSER_RESULTS": True,
+    # Clock skew tolerated on the JWT ``iat`` claim, in seconds.
+    "JWT_LEEWAY": 120,
+    # Largest notification body the notification view reads, in bytes.
+    "NOTIFICATION_MAX_BYTES": 64 * 1024,
+    # How much of each raw notification body is stored on the Notification row.
+    "NOTIFICATION_STORE_BYTES": 8 * 1024,
+    # Rejected notifications stored per session, so that a stranger cannot fill the table.
+    "MAX_REJECTED_PER_SESSION": 100,
+    # Currency expected in results (ETpay Chile speaks CLP).
+    "CURRENCY": "CLP",
+    # Where the return view sends the payer; URL names or paths. None renders a template.
+    "SUCCESS_URL": None,
+    "FAILURE_URL": None,
+}
+
+
+@dataclass(frozen=True)
+class MerchantConfig:
+    """The credentials and endpoints of one ETpay merchant account.
+
+    ``merchant_api_token`` is excluded from ``repr`` so that it never reaches a log line or a
+    traceback by accident.
+    """
+
+    alias: str
+    merchant_code: str
+    merchant_api_token: str = field(repr=False)
+    api_url: str
+    pmt_url: str
+    environment: str
+
+
+@functools.cache
+def get_config() -> dict[str, Any]:
+    """Return the ``ETPAY`` settings merged over :data:`DEFAULTS` (cached)."""
+    user: Any = getattr(settings, "ETPAY", None) or {}
+    if not isinstance(user, dict):
+        raise EtpayConfigurationError("settings.ETPAY must be a dict.")
+    return {**DEFAULTS, **user}
+
+
+@receiver(setting_changed)
+def _reset_config(*, setting: str, **kwargs: Any) -> None:
+    if setting == "ETPAY":
+        get_config.cache_clear()
+
+
+def get_setting(key: str) -> Any:
+    """Return one ``ETPAY`` setting, its default when unset."""
+    return get_config()[key]
+
+
+def merchant_aliases() -> list[str]:
+    """Aliases configured in ``ETPAY["MERCHANTS"]``."""
+    merchants = get_config().get("MERCHANTS") or {}
+    return list(merchants)
+
+
+def get_merchant(alias: str | None = None) -> MerchantConfig:
+    """Return the credentials of merchant ``alias``, or of the default account for ``None``.
+
+    Raises :class:`~django_etpay.exceptions.EtpayConfigurationError` naming the exact
+    missing key, e.g. ``ETPAY["MERCHANT_API_TOKEN"]``.
+    """
+    config = get_config()
+    if alias:
+        merchants = config.get("MERCHANTS") or {}
+        if alias not in merchants:
+            raise EtpayConfigurationError(
+                f'Unknown ETpay merchant alias {alias!r}: add it to ETPAY["MERCHANTS"].'
+            )
+        source: dict[str, Any] = merchants[alias] or {}
+        prefix = f'ETPAY["MERCHANTS"][{alias!r}]'
+    else:
+        source = config
+        prefix = "ETPAY"
+    values: dict[str, str] = {}
+    for key in CREDENTIAL_KEYS:
+        value = source.get(key)
+        if not value or not isinstance(value, str):
+            raise EtpayConfigurationError(f'Missing ETpay setting {prefix}["{key}"].')
+        values[key] = value
+    environment = source.get("ENVIRONMENT", config["ENVIRONMENT"])
+    if environment not in ENVIRONMENTS:
+        raise EtpayConfigurationError(
+            f'{prefix}["ENVIRONMENT"] must be one of {", ".join(ENVIRONMENTS)}.'
+        )
+    return MerchantConfig(
+        alias=alias or "",
+        merchant_code=values["MERCHANT_CODE"],
+        merchant_api_token=values["MERCHANT_API_TOKEN"],
+        api_url=values["API_URL"].rstrip("/"),
+        pmt_url=values["PMT_URL"].rstrip("/"),
+        environment=environment,
+    )
+
+
+def get_timeout() -> tuple[float, float]:
+    """The (connect, read) timeout pair; a single number applies to both."""
+    value = get_setting("TIMEOUT")
+    if isinstance(value, int | float):
+        return (float(value), float(value))
+    connect, read = value
+    return (float(connect), float(read))

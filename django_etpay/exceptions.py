@@ -1,0 +1,109 @@
+"""Every error django_etpay raises on purpose.
+
+Messages are built only from data that carries no secret: neither ``merchant_api_token`` nor a
+``signature_token`` ever appears in ``str(exc)`` or ``repr(exc)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
+
+
+class EtpayConfigurationError(ImproperlyConfigured):
+    """A required ``ETPAY`` setting is missing or invalid.
+
+    Deliberately outside :class:`EtpayError`: a broad ``except EtpayError`` in a checkout view
+    must never hide a broken configuration.
+    """
+
+
+class EtpayError(Exception):
+    """Base class for every error django_etpay raises on purpose."""
+
+
+class EtpayValidationError(EtpayError, ValueError):
+    """Input to a service was rejected before anything was sent to ETpay.
+
+    ``errors`` maps each bad field to the list of problems found with it.
+    """
+
+    def __init__(self, errors: Mapping[str, Sequence[str]]) -> None:
+        self.errors: dict[str, list[str]] = {k: list(v) for k, v in errors.items()}
+        detail = "; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in self.errors.items())
+        super().__init__(f"Invalid ETpay session data: {detail}")
+
+
+class EtpayAPIError(EtpayError):
+    """A call to ETpay's API failed.
+
+    ``outcome_unknown`` is true when the request may have reached ETpay and been acted upon
+    (read timeout, 5xx, unreadable reply): ETpay may have created a session, so the call must
+    not be blindly repeated and the session needs reconciling.
+    """
+
+    #: Short machine-readable reason, stored on the session row.
+    code: str = "api_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        outcome_unknown: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.outcome_unknown = outcome_unknown
+
+
+class EtpayTimeoutError(EtpayAPIError):
+    """ETpay did not answer in time (connect, read or total deadline)."""
+
+    code = "timeout"
+
+
+class EtpayConnectionError(EtpayAPIError):
+    """The connection to ETpay failed or was cut."""
+
+    code = "connection"
+
+
+class EtpayHTTPError(EtpayAPIError):
+    """ETpay answered with an HTTP error status.
+
+    ``etpay_message`` is the ``message`` field of ETpay's JSON error body, when it sent one.
+    """
+
+    code = "http_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        etpay_message: str | None = None,
+        outcome_unknown: bool = False,
+    ) -> None:
+        super().__init__(message, status_code=status_code, outcome_unknown=outcome_unknown)
+        self.etpay_message = etpay_message
+
+
+class EtpayResponseError(EtpayAPIError):
+    """ETpay's reply could not be used: not JSON, too large, or missing required fields."""
+
+    code = "bad_response"
+
+
+class EtpayVerificationError(EtpayError, SuspiciousOperation):
+    """A result from ETpay failed verification (signature, claims or cross-checks).
+
+    ``reason`` is one of the :class:`~django_etpay.models.Notification.Reason` values.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message

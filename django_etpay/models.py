@@ -1,0 +1,346 @@
+"""Persistence: one ``PaymentSession`` per ETpay session, one ``Notification`` per result."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from django_etpay import conf
+
+
+class TimestampMixin(models.Model):
+    """``created_at`` / ``updated_at`` maintained by Django."""
+
+    created_at = models.DateTimeField(
+        _("created at"), auto_now_add=True, help_text=_("When the row was created.")
+    )
+    updated_at = models.DateTimeField(
+        _("updated at"), auto_now=True, help_text=_("When the row last changed.")
+    )
+
+    class Meta:
+        abstract = True
+
+
+class PaymentSession(TimestampMixin):
+    """The current state of one ETpay payment session.
+
+    The row is saved as ``initializing`` before ETpay is called, so nothing is lost if the call
+    dies. ``signature_token`` is the per-session secret that verifies ETpay's JWTs: it is kept
+    out of ``str()``, ``repr()``, the admin, logs, API responses and error messages.
+    """
+
+    class Status(models.TextChoices):
+        """Where a session stands.
+
+        - ``initializing``: saved before the call to ETpay.
+        - ``pending``: ETpay returned a token; the payer may pay.
+        - ``paid``: a verified success arrived. Final.
+        - ``failed``: a verified failure arrived.
+        - ``expired``: nothing arrived within ``SESSION_TTL``.
+        - ``error``: initialisation failed (see ``error``; ``outcome_unknown`` says whether
+          ETpay may have created the session anyway).
+        """
+
+        INITIALIZING = "initializing", _("Initializing")
+        PENDING = "pending", _("Pending")
+        PAID = "paid", _("Paid")
+        FAILED = "failed", _("Failed")
+        EXPIRED = "expired", _("Expired")
+        ERROR = "error", _("Error")
+
+    merchant = models.CharField(
+        _("merchant alias"),
+        max_length=64,
+        blank=True,
+        default="",
+        help_text=_('Alias in ETPAY["MERCHANTS"]; empty for the default account.'),
+    )
+    environment = models.CharField(
+        _("environment"),
+        max_length=16,
+        choices=[(e, e) for e in conf.ENVIRONMENTS],
+        help_text=_("ETpay environment the session was created in."),
+    )
+    merchant_order_id = models.CharField(
+        _("merchant order id"), max_length=64, help_text=_("The shop's own order id.")
+    )
+    order_amount = models.PositiveBigIntegerField(
+        _("amount"), help_text=_("Amount in whole Chilean pesos (CLP has no minor unit).")
+    )
+    currency = models.CharField(
+        _("currency"), max_length=3, default="CLP", help_text=_("ISO 4217 code.")
+    )
+    customer_email = models.EmailField(
+        _("customer e-mail"), blank=True, help_text=_("Payer e-mail sent to ETpay.")
+    )
+    metadata = models.JSONField(
+        _("metadata"),
+        default=list,
+        blank=True,
+        help_text=_("List of {name, value, show} entries shown to the payer."),
+    )
+    user_bank_code = models.CharField(
+        _("preselected bank"), max_length=32, blank=True, help_text=_("e.g. cl_estado.")
+    )
+    user_rut = models.CharField(
+        _("payer RUT (sent)"),
+        max_length=12,
+        blank=True,
+        help_text=_("RUT prefilled in ETpay's form, digits and check digit."),
+    )
+    is_rut_block = models.BooleanField(
+        _("RUT locked"), null=True, blank=True, help_text=_("Whether the RUT field is locked.")
+    )
+    payment_completed_url = models.URLField(
+        _("success URL sent"), max_length=2000, blank=True, help_text=_("Sent to ETpay.")
+    )
+    payment_cancellation_url = models.URLField(
+        _("cancellation URL sent"), max_length=2000, blank=True, help_text=_("Sent to ETpay.")
+    )
+    payment_webhook_url = models.URLField(
+        _("webhook URL sent"), max_length=2000, blank=True, help_text=_("Sent to ETpay.")
+    )
+    token = models.CharField(
+        _("session token"),
+        max_length=255,
+        unique=True,
+        null=True,
+        blank=True,
+        help_text=_("ETpay's session token; empty until ETpay returns it."),
+    )
+    signature_token = models.CharField(
+        _("signature token"),
+        max_length=255,
+        blank=True,
+        editable=False,
+        help_text=_(
+            "Secret key for this session's JWTs. Never shown in the admin, logs, str or repr."
+        ),
+    )
+    terms_url = models.URLField(
+        _("terms URL"), max_length=2000, blank=True, help_text=_("ETpay's terms page.")
+    )
+    status = models.CharField(
+        _("status"),
+        max_length=16,
+        choices=Status.choices,
+        default=Status.INITIALIZING,
+        help_text=_("Where the session stands."),
+    )
+    payment_token = models.CharField(
+        _("payment token"),
+        max_length=255,
+        blank=True,
+        db_index=True,
+        help_text=_("ETpay's payment id, reported with the result."),
+    )
+    payer_bank = models.CharField(
+        _("payer bank"), max_length=255, blank=True, help_text=_("As ETpay reported it.")
+    )
+    payer_account = models.CharField(
+        _("payer account"), max_length=255, blank=True, help_text=_("As ETpay reported it.")
+    )
+    payer_rut = models.CharField(
+        _("payer RUT"), max_length=32, blank=True, help_text=_("As ETpay reported it.")
+    )
+    error = models.TextField(
+        _("error"), blank=True, help_text=_("Why initialisation failed, without secrets.")
+    )
+    error_code = models.CharField(
+        _("error code"),
+        max_length=32,
+        blank=True,
+        help_text=_("Kind of failure: validation, timeout, connection, http_error..."),
+    )
+    outcome_unknown = models.BooleanField(
+        _("outcome unknown"),
+        default=False,
+        help_text=_("ETpay may have acted on a call whose answer was lost (timeout, 5xx)."),
+    )
+    needs_reconciliation = models.BooleanField(
+        _("needs reconciliation"),
+        default=False,
+        help_text=_("ETpay's view of this session should be checked with a status query."),
+    )
+    paid_at = models.DateTimeField(
+        _("paid at"), null=True, blank=True, help_text=_("When it became paid.")
+    )
+    completed_at = models.DateTimeField(
+        _("completed at"),
+        null=True,
+        blank=True,
+        help_text=_("When a final result (paid or failed) arrived."),
+    )
+
+    class Meta:
+        verbose_name = _("ETpay payment session")
+        verbose_name_plural = _("ETpay payment sessions")
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["merchant_order_id"], name="etpay_session_order_idx"),
+            models.Index(fields=["status", "created_at"], name="etpay_session_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"ETpay session {self.pk} for order {self.merchant_order_id} ({self.status})"
+
+    def __repr__(self) -> str:
+        # Explicit so that no field holding a secret can ever be added to it by accident.
+        return (
+            f"<PaymentSession pk={self.pk} order={self.merchant_order_id!r} "
+            f"amount={self.order_amount} status={self.status}>"
+        )
+
+    @property
+    def payment_url(self) -> str:
+        """``{PMT_URL}/session/{token}``: where the payer goes to pay ('' without a token)."""
+        if not self.token:
+            return ""
+        return f"{conf.get_merchant(self.merchant or None).pmt_url}/session/{self.token}"
+
+    @staticmethod
+    def transition_allowed(current: str, target: str) -> bool:
+        """The transition rule.
+
+        ``paid`` is final. A verified success moves any other state to ``paid`` (money that
+        moved is never dropped, even after ``expired`` or ``failed``). A verified failure moves
+        only ``pending``/``expired`` to ``failed``. Expiry moves only ``pending`` to
+        ``expired``. Nothing else changes a status from a result.
+        """
+        S = PaymentSession.Status
+        if current == S.PAID:
+            return False
+        if target == S.PAID:
+            return True
+        if target == S.FAILED:
+            return current in (S.PENDING, S.EXPIRED)
+        if target == S.EXPIRED:
+            return current == S.PENDING
+        return False
+
+    @property
+    def is_final(self) -> bool:
+        """True once the session is paid."""
+        return self.status == self.Status.PAID
+
+
+class Notification(models.Model):
+    """Append-only log of every result that reached the app, rejected ones included."""
+
+    class Channel(models.TextChoices):
+        """How the result arrived."""
+
+        WEBHOOK = "webhook", _("Webhook (server to server)")
+        REDIRECT = "redirect", _("Browser redirect")
+        WIDGET = "widget", _("Widget")
+        POLL = "poll", _("Status query")
+
+    class Outcome(models.TextChoices):
+        """What the app did with it."""
+
+        ACCEPTED = "accepted", _("Accepted")
+        DUPLICATE = "duplicate", _("Duplicate")
+        REJECTED = "rejected", _("Rejected")
+
+    class Reason(models.TextChoices):
+        """Why a result was rejected or not applied."""
+
+        MALFORMED = "malformed", _("Malformed")
+        TOO_LARGE = "too_large", _("Body too large")
+        UNKNOWN_SESSION = "unknown_session", _("Unknown session")
+        BAD_SIGNATURE = "bad_signature", _("Bad signature")
+        INVALID_CLAIMS = "invalid_claims", _("Invalid claims")
+        ORDER_MISMATCH = "order_mismatch", _("Order mismatch")
+        AMOUNT_MISMATCH = "amount_mismatch", _("Amount mismatch")
+        CURRENCY_MISMATCH = "currency_mismatch", _("Currency mismatch")
+        SESSION_MISMATCH = "session_mismatch", _("Session mismatch")
+        BROWSER_NOT_TRUSTED = "browser_not_trusted", _("Browser results not accepted")
+        SYSTEM_ERROR = "system_error", _("ETpay system error")
+        NOT_APPLICABLE = "not_applicable", _("Does not change the status")
+        INTERNAL_ERROR = "internal_error", _("Internal error")
+
+    class Result(models.TextChoices):
+        """The payment outcome the result reported."""
+
+        SUCCESS = "success", _("Success")
+        FAILURE = "failure", _("Failure")
+        UNKNOWN = "unknown", _("Unknown")
+
+    session = models.ForeignKey(
+        PaymentSession,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="notifications",
+        help_text=_("The session the result names, when it is known."),
+    )
+    channel = models.CharField(
+        _("channel"), max_length=16, choices=Channel.choices, help_text=_("How it arrived.")
+    )
+    outcome = models.CharField(
+        _("outcome"), max_length=16, choices=Outcome.choices, help_text=_("What was done.")
+    )
+    reason = models.CharField(
+        _("reason"),
+        max_length=32,
+        choices=Reason.choices,
+        blank=True,
+        help_text=_("Why it was rejected or not applied."),
+    )
+    detail = models.TextField(
+        _("detail"), blank=True, help_text=_("Human-readable detail, without secrets.")
+    )
+    result = models.CharField(
+        _("reported result"),
+        max_length=16,
+        choices=Result.choices,
+        blank=True,
+        help_text=_("The payment outcome the result reported."),
+    )
+    status_before = models.CharField(
+        _("status before"), max_length=16, blank=True, help_text=_("Session status before.")
+    )
+    status_after = models.CharField(
+        _("status after"), max_length=16, blank=True, help_text=_("Session status after.")
+    )
+    payment_token = models.CharField(
+        _("payment token"), max_length=255, blank=True, help_text=_("From the result.")
+    )
+    raw_body = models.TextField(
+        _("raw body"), blank=True, help_text=_("What arrived, capped in size.")
+    )
+    raw_body_truncated = models.BooleanField(
+        _("raw body truncated"), default=False, help_text=_("Whether raw_body was cut.")
+    )
+    claims = models.JSONField(
+        _("claims"),
+        null=True,
+        blank=True,
+        help_text=_("Decoded JWT claims (unverified ones too, for rejected results)."),
+    )
+    remote_addr = models.GenericIPAddressField(
+        _("remote address"), null=True, blank=True, help_text=_("Sender's address.")
+    )
+    created_at = models.DateTimeField(
+        _("received at"), auto_now_add=True, help_text=_("When it arrived.")
+    )
+
+    class Meta:
+        verbose_name = _("ETpay notification")
+        verbose_name_plural = _("ETpay notifications")
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["session", "created_at"], name="etpay_notif_session_idx"),
+            models.Index(fields=["outcome", "created_at"], name="etpay_notif_outcome_idx"),
+        ]
+
+    def __str__(self) -> str:
+        suffix = f": {self.reason}" if self.reason else ""
+        return f"{self.get_channel_display()} {self.outcome}{suffix}"
+
+    def __repr__(self) -> str:
+        return (
+            f"<Notification pk={self.pk} session={self.session_id} channel={self.channel} "
+            f"outcome={self.outcome} reason={self.reason!r}>"
+        )

@@ -1,0 +1,168 @@
+"""Checks on data sent to ETpay, run before any network call.
+
+Each function returns the normalised value or raises ``ValueError`` with a message for the
+payer-facing field it checks; :func:`django_etpay.services.initialize_session` collects them into
+one :class:`~django_etpay.exceptions.EtpayValidationError`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import EmailValidator, URLValidator
+
+#: Bank codes ETpay documents (lower case, as in its docs; its SDK uses upper case).
+CHILE_BANK_CODES: tuple[str, ...] = (
+    "cl_estado",
+    "cl_santander",
+    "cl_bch",
+    "cl_bci",
+    "cl_falabella",
+    "cl_itau",
+    "cl_scotiabank",
+    "cl_mach",
+    "cl_test",
+)
+MEXICO_BANK_CODES: tuple[str, ...] = (
+    "mx_bbva",
+    "mx_banamex",
+    "mx_scotiabank",
+    "mx_santander",
+    "mx_banorte",
+    "mx_azteca",
+    "mx_banregio",
+    "mx_test",
+)
+BANK_CODES: tuple[str, ...] = CHILE_BANK_CODES + MEXICO_BANK_CODES
+
+#: Display names for the Chilean banks, for bank pickers.
+BANK_NAMES: dict[str, str] = {
+    "cl_estado": "BancoEstado",
+    "cl_santander": "Banco Santander",
+    "cl_bch": "Banco de Chile",
+    "cl_bci": "Bci",
+    "cl_falabella": "Banco Falabella",
+    "cl_itau": "Itaú",
+    "cl_scotiabank": "Scotiabank",
+    "cl_mach": "MACH",
+    "cl_test": "Banco de prueba",
+}
+
+MAX_ORDER_ID_LENGTH = 64
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_RUT_CHARS = re.compile(r"^\d{1,3}(?:\.?\d{3}){0,3}-?[\dkK]$")
+
+
+def order_id(value: Any) -> str:
+    """1 to 64 characters, no control characters; an ``int`` is accepted and stringified."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError("must be a string of 1 to 64 characters.")
+    text = str(value)
+    if not 1 <= len(text) <= MAX_ORDER_ID_LENGTH:
+        raise ValueError(f"must be 1 to {MAX_ORDER_ID_LENGTH} characters long.")
+    if _CONTROL_CHARS.search(text) or text != text.strip():
+        raise ValueError("must not contain control characters or surrounding spaces.")
+    return text
+
+
+def amount(value: Any) -> int:
+    """A positive ``int`` of whole pesos; ``bool``, ``float``, ``Decimal`` and ``str`` refused."""
+    # type() rather than isinstance(): bool is an int subclass and must be refused.
+    if type(value) is not int:
+        raise ValueError("must be a positive integer number of pesos (no float, bool or str).")
+    if value <= 0:
+        raise ValueError("must be greater than zero.")
+    if value >= 2**63:
+        raise ValueError("is too large.")
+    return value
+
+
+def rut_check_digit(body: str) -> str:
+    """The modulo-11 check digit of a RUT body (digits only)."""
+    total = 0
+    factor = 2
+    for digit in reversed(body):
+        total += int(digit) * factor
+        factor = 2 if factor == 7 else factor + 1
+    remainder = 11 - total % 11
+    if remainder == 11:
+        return "0"
+    if remainder == 10:
+        return "K"
+    return str(remainder)
+
+
+def rut(value: Any) -> str:
+    """A Chilean RUT in any common format (``12.345.678-5``, ``12345678-5``, ``123456785``).
+
+    Returns it normalised as digits followed by the check digit, without dots or dash
+    (``123456785``), which is how ETpay reports RUTs in its results.
+    """
+    if not isinstance(value, str):
+        raise ValueError("must be a string such as 12.345.678-5.")
+    text = value.strip().replace(" ", "")
+    if not _RUT_CHARS.match(text):
+        raise ValueError("is not a RUT (expected a form such as 12.345.678-5).")
+    compact = text.replace(".", "").replace("-", "").upper()
+    body, check = compact[:-1], compact[-1]
+    if not body or int(body) == 0:
+        raise ValueError("is not a RUT.")
+    if rut_check_digit(body) != check:
+        raise ValueError("has a wrong check digit.")
+    return f"{int(body)}{check}"
+
+
+def format_rut(value: str) -> str:
+    """``123456785`` -> ``12.345.678-5``, for display."""
+    body, check = value[:-1], value[-1]
+    return f"{int(body):,}".replace(",", ".") + f"-{check}"
+
+
+def bank_code(value: Any) -> str:
+    """One of :data:`BANK_CODES`, in any case; returned lower case as ETpay documents it."""
+    if not isinstance(value, str) or value.lower() not in BANK_CODES:
+        raise ValueError(f"must be one of {', '.join(BANK_CODES)}.")
+    return value.lower()
+
+
+def email(value: Any) -> str:
+    """A syntactically valid e-mail address."""
+    if not isinstance(value, str):
+        raise ValueError("must be an e-mail address.")
+    try:
+        EmailValidator()(value)
+    except ValidationError:
+        raise ValueError("is not a valid e-mail address.") from None
+    return value
+
+
+def http_url(value: Any) -> str:
+    """An absolute http(s) URL."""
+    if not isinstance(value, str):
+        raise ValueError("must be an absolute http(s) URL.")
+    try:
+        URLValidator(schemes=["http", "https"])(value)
+    except ValidationError:
+        raise ValueError("must be an absolute http(s) URL.") from None
+    return value
+
+
+def metadata(value: Any) -> list[dict[str, Any]]:
+    """A list of ``{"name": str, "value": str|int, "show": bool}`` entries."""
+    if not isinstance(value, list | tuple):
+        raise ValueError("must be a list of {name, value, show} objects.")
+    cleaned: list[dict[str, Any]] = []
+    for index, entry in enumerate(value):
+        if not isinstance(entry, dict) or set(entry) != {"name", "value", "show"}:
+            raise ValueError(f"entry {index} must have exactly the keys name, value and show.")
+        name, shown, show = entry["name"], entry["value"], entry["show"]
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"entry {index}: name must be a non-empty string.")
+        if isinstance(shown, bool) or not isinstance(shown, str | int):
+            raise ValueError(f"entry {index}: value must be a string or an integer.")
+        if not isinstance(show, bool):
+            raise ValueError(f"entry {index}: show must be true or false.")
+        cleaned.append({"name": name, "value": str(shown), "show": show})
+    return cleaned

@@ -1,0 +1,15 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import responses as responses_lib
+
+
+@pytest.fixture
+def mocked_responses() -> Iterator[responses_lib.RequestsMock]:
+    """Fake ETpay's HTTP API at the edge; unexpected calls fail the test."""
+    with responses_lib.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock

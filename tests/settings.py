@@ -1,0 +1,83 @@
+"""Settings for the test suite: only what it needs.
+
+The database is a real PostgreSQL server started by the suite (see ``tests/postgres.py``);
+``ETPAY_TEST_DB=sqlite`` runs the suite on SQLite instead, for a quick local loop (the
+concurrency tests then skip themselves).
+"""
+
+from __future__ import annotations
+
+import os
+
+SECRET_KEY = "django-etpay-tests-not-secret"  # noqa: S105 - test-only value
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+USE_TZ = True
+TIME_ZONE = "America/Santiago"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_etpay",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+ROOT_URLCONF = "tests.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+if os.environ.get("ETPAY_TEST_DB") == "sqlite":
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+else:
+    from tests.postgres import database_settings
+
+    DATABASES = {"default": database_settings()}
+
+STATIC_URL = "/static/"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+#: Distinctive fake secrets, so tests can prove they never leak.
+TEST_MERCHANT_API_TOKEN = "mat-4a005f0e9c1b7d2e-SECRET-API-TOKEN-270079"
+
+ETPAY = {
+    "MERCHANT_CODE": "cl_sandbox_tests",
+    "MERCHANT_API_TOKEN": TEST_MERCHANT_API_TOKEN,
+    "API_URL": "https://api.etpay.test",
+    "PMT_URL": "https://pmt.etpay.test",
+    "ENVIRONMENT": "sandbox",
+    "TIMEOUT": (2.0, 5.0),
+    "TOTAL_TIMEOUT": 10.0,
+    "CONNECT_RETRIES": 0,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "loggers": {"django_etpay": {"level": "DEBUG"}},
+}
