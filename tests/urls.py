@@ -6,4 +6,5 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("etpay/", include("django_etpay.urls")),
+    path("sandbox/", include("django_etpay.sandbox.urls")),
 ]

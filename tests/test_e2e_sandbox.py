@@ -1,0 +1,219 @@
+"""Whole payments over real HTTP: the app and the sandbox on a live server.
+
+``initialize_session`` calls the sandbox through ``EtpayClient``; the test plays the payer with
+``requests`` (GET the funnel, POST the approve form); the sandbox POSTs its webhook back to the
+app's notification view from a background thread, so every wait is a poll with a deadline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+from unittest import mock
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from django.test import RequestFactory
+
+from django_etpay import signals
+from django_etpay.exceptions import EtpayAPIError, EtpayTimeoutError
+from django_etpay.models import Notification, PaymentSession
+from django_etpay.services import initialize_session, reconcile_session
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+DEADLINE = 15.0
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout`` seconds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"Timed out after {timeout:g} s waiting for {what}.")
+
+
+def status_of(session: PaymentSession) -> str:
+    session.refresh_from_db()
+    return session.status
+
+
+def webhooks(session: PaymentSession) -> Any:
+    return Notification.objects.filter(session=session, channel=Notification.Channel.WEBHOOK)
+
+
+@pytest.fixture
+def base_url(live_server: Any, settings: Any) -> str:
+    """Point ETPAY at the sandbox mounted on the live server."""
+    url = f"{live_server.url}/sandbox"
+    settings.ETPAY = {**settings.ETPAY, "API_URL": url, "PMT_URL": url}
+    return str(live_server.url)
+
+
+@pytest.fixture
+def received() -> Iterator[dict[str, mock.Mock]]:
+    """Mock receivers for the payment signals."""
+    receivers = {"completed": mock.Mock(), "failed": mock.Mock()}
+    signals.payment_completed.connect(receivers["completed"], weak=False)
+    signals.payment_failed.connect(receivers["failed"], weak=False)
+    yield receivers
+    signals.payment_completed.disconnect(receivers["completed"])
+    signals.payment_failed.disconnect(receivers["failed"])
+
+
+def start(base_url: str, order: str = "E2E-1", **fields: Any) -> PaymentSession:
+    """``initialize_session`` with URLs built from a request to the live server."""
+    host = urlsplit(base_url).netloc
+    request = RequestFactory().get("/checkout/", HTTP_HOST=host)
+    return initialize_session(order, 23990, request=request, **fields)
+
+
+def pay(session: PaymentSession, action: str = "approve", faults: str = "") -> requests.Response:
+    """The payer: open the funnel, pick a bank, approve or reject."""
+    page = requests.get(session.payment_url, timeout=10)
+    assert page.status_code == 200
+    assert "ETpay sandbox - no real money" in page.text
+    data: dict[str, Any] = {"bank": "cl_bci", "rut": "11.111.111-1", "action": action}
+    if faults:
+        data["faults"] = faults.split(",")
+    response = requests.post(session.payment_url, data=data, allow_redirects=False, timeout=10)
+    assert response.status_code == 303
+    return response
+
+
+def test_full_payment(base_url: str, received: dict[str, mock.Mock]) -> None:
+    session = start(base_url)
+    assert session.status == PaymentSession.Status.PENDING
+    assert session.payment_url.startswith(f"{base_url}/sandbox/session/")
+
+    redirect = pay(session)
+
+    wait_for(lambda: status_of(session) == "paid", "the webhook to mark the session paid")
+    assert webhooks(session).get().outcome == Notification.Outcome.ACCEPTED
+    assert session.payment_token
+    assert session.payer_rut == "111111111"
+    # The payer's browser then brings the same result back: recorded, changes nothing.
+    back = requests.get(redirect.headers["Location"], allow_redirects=False, timeout=10)
+    assert back.status_code < 500
+    redirect_result = Notification.objects.get(
+        session=session, channel=Notification.Channel.REDIRECT
+    )
+    assert redirect_result.outcome == Notification.Outcome.DUPLICATE
+    assert received["completed"].call_count == 1
+    assert received["failed"].call_count == 0
+
+
+def test_rejection_ends_failed(base_url: str, received: dict[str, mock.Mock]) -> None:
+    session = start(base_url)
+    redirect = pay(session, action="reject")
+    wait_for(lambda: status_of(session) == "failed", "the webhook to mark the session failed")
+    assert "jwt=" in redirect.headers["Location"]
+    assert received["failed"].call_count == 1
+    assert received["completed"].call_count == 0
+
+
+def test_webhook_twice_completes_once(base_url: str, received: dict[str, mock.Mock]) -> None:
+    session = start(base_url)
+    pay(session, faults="twice")
+    wait_for(lambda: webhooks(session).count() == 2, "both webhook deliveries")
+    assert status_of(session) == "paid"
+    assert sorted(webhooks(session).values_list("outcome", flat=True)) == [
+        "accepted",
+        "duplicate",
+    ]
+    assert received["completed"].call_count == 1
+
+
+def test_webhook_never_then_reconcile_finds_the_payment(
+    base_url: str, received: dict[str, mock.Mock]
+) -> None:
+    session = start(base_url)
+    pay(session, faults="never")
+    assert status_of(session) == "pending"
+    assert not webhooks(session).exists()
+
+    reconcile_session(session)
+
+    assert session.status == PaymentSession.Status.PAID
+    poll = Notification.objects.get(session=session, channel=Notification.Channel.POLL)
+    assert poll.outcome == Notification.Outcome.ACCEPTED
+    assert received["completed"].call_count == 1
+
+
+def test_late_webhook_pays_once_it_arrives(base_url: str, received: dict[str, mock.Mock]) -> None:
+    session = start(base_url, payment_completed_url="https://shop.example/done")
+    pay(session, faults="late=1")
+    # The sandbox waits 1 s before delivering: the session is still pending right after.
+    assert status_of(session) == "pending"
+    wait_for(lambda: status_of(session) == "paid", "the late webhook", timeout=DEADLINE)
+    assert received["completed"].call_count == 1
+
+
+def test_failure_after_success_leaves_the_session_paid(
+    base_url: str, received: dict[str, mock.Mock]
+) -> None:
+    session = start(base_url)
+    pay(session, faults="out_of_order")
+    wait_for(lambda: webhooks(session).count() == 2, "the success and the stale failure")
+    assert status_of(session) == "paid"
+    assert received["completed"].call_count == 1
+    assert received["failed"].call_count == 0
+
+
+def test_string_payment_status_is_understood(base_url: str) -> None:
+    session = start(base_url)
+    pay(session, faults="status_string")
+    wait_for(lambda: status_of(session) == "paid", "the webhook with payment_status 'success'")
+
+
+def test_initialize_5xx_leaves_an_error_row_with_unknown_outcome(
+    base_url: str, settings: Any
+) -> None:
+    settings.ETPAY = {
+        **settings.ETPAY,
+        "API_URL": f"{base_url}/sandbox/faults/initialize_5xx",
+    }
+    with pytest.raises(EtpayAPIError) as excinfo:
+        start(base_url)
+    assert excinfo.value.status_code == 503
+    session = PaymentSession.objects.get()
+    assert session.status == PaymentSession.Status.ERROR
+    assert session.outcome_unknown is True
+    assert session.needs_reconciliation is True
+
+
+def test_slow_initialize_times_out_into_an_error_row(base_url: str, settings: Any) -> None:
+    settings.ETPAY = {
+        **settings.ETPAY,
+        "API_URL": f"{base_url}/sandbox/faults/slow=1.5",
+        "TIMEOUT": (2.0, 0.5),
+    }
+    started = time.monotonic()
+    with pytest.raises(EtpayTimeoutError):
+        start(base_url)
+    assert time.monotonic() - started < 1.5
+    session = PaymentSession.objects.get()
+    assert session.status == PaymentSession.Status.ERROR
+    assert session.error_code == "timeout"
+    assert session.outcome_unknown is True
+
+
+def test_system_error_on_the_cancellation_url_flags_reconciliation(
+    base_url: str, received: dict[str, mock.Mock]
+) -> None:
+    session = start(base_url)
+    redirect = pay(session, faults="system_error")
+    assert redirect.headers["Location"].startswith(session.payment_cancellation_url)
+
+    back = requests.get(redirect.headers["Location"], allow_redirects=False, timeout=10)
+
+    assert back.status_code < 500
+    session.refresh_from_db()
+    assert session.status == PaymentSession.Status.PENDING
+    assert session.needs_reconciliation is True
+    assert received["completed"].call_count == 0
+    assert received["failed"].call_count == 0
