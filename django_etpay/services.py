@@ -6,23 +6,29 @@ Views and shop code call these functions; they use :mod:`django_etpay.client` fo
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
+from django.dispatch import Signal
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from django_etpay import conf, signals, validators
+from django_etpay import conf, signals, tokens, validators
 from django_etpay.client import EtpayClient
 from django_etpay.exceptions import (
     EtpayAPIError,
     EtpayConfigurationError,
     EtpayValidationError,
+    EtpayVerificationError,
 )
-from django_etpay.models import PaymentSession
+from django_etpay.models import Notification, PaymentSession
 
 logger = logging.getLogger("django_etpay")
 
@@ -233,3 +239,517 @@ def _mark_error(session: PaymentSession, message: str, code: str, outcome_unknow
         "unknown" if outcome_unknown else "known",
         message,
     )
+
+
+# -- results ----------------------------------------------------------------------------------
+#
+# One pipeline for every result, whatever carried it: parse, find the session by the unverified
+# session_token claim, verify with that session's own key, cross-check against the row, then
+# decide and apply the transition under a row lock and record the outcome, and send signals on
+# commit. Rejections are recorded after the locked block has been left, so that their record
+# never depends on the fate of the transaction that processed them.
+
+Channel = Notification.Channel
+Outcome = Notification.Outcome
+Reason = Notification.Reason
+Result = Notification.Result
+
+#: Channels that go through the payer's browser; see ``ACCEPT_BROWSER_RESULTS``.
+BROWSER_CHANNELS: frozenset[str] = frozenset({Channel.REDIRECT, Channel.WIDGET})
+
+_TARGET_STATUS: dict[str, str] = {
+    Result.SUCCESS: PaymentSession.Status.PAID,
+    Result.FAILURE: PaymentSession.Status.FAILED,
+}
+
+# Payer details ETpay reports -> (session field, its max_length).
+_PAYER_FIELDS: dict[str, tuple[str, int]] = {
+    "payment_token": ("payment_token", 255),
+    "user_bank": ("payer_bank", 255),
+    "user_account": ("payer_account", 255),
+    "user_rut": ("payer_rut", 32),
+}
+
+
+def _storable_text(raw: str) -> tuple[str, bool]:
+    """``raw`` capped at ``NOTIFICATION_STORE_BYTES`` and made storable in any database.
+
+    PostgreSQL text cannot hold NUL characters or lone surrogates; both are replaced.
+    """
+    limit = int(conf.get_setting("NOTIFICATION_STORE_BYTES"))
+    encoded = raw.replace("\x00", "\ufffd").encode("utf-8", "replace")
+    if len(encoded) <= limit:
+        return encoded.decode("utf-8"), False
+    return encoded[:limit].decode("utf-8", "ignore"), True
+
+
+def _storable_claims(claims: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Claims as JSON any database accepts, or ``None`` when they are too large to keep."""
+    if not claims:
+        return None
+    try:
+        text = json.dumps(dict(claims), ensure_ascii=False, allow_nan=False, default=str)
+    except (TypeError, ValueError):
+        return None
+    text = text.encode("utf-8", "replace").decode("utf-8").replace("\\u0000", "\\ufffd")
+    if len(text) > int(conf.get_setting("NOTIFICATION_STORE_BYTES")):
+        return None
+    stored: dict[str, Any] = json.loads(text)
+    return stored
+
+
+def _clean_ip(value: str | None) -> str | None:
+    """A valid IP address for ``remote_addr``, else ``None`` (never a database error)."""
+    if not value or "%" in value:
+        return None
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        return None
+
+
+def _claim_str(claims: Mapping[str, Any], key: str, max_length: int) -> str:
+    value = claims.get(key)
+    return value[:max_length] if isinstance(value, str) else ""
+
+
+def _send_on_commit(signal: Signal, sender: type[Any], **kwargs: Any) -> None:
+    """Send ``signal`` after commit; a failing receiver is logged and stops nothing else."""
+
+    def send() -> None:
+        for receiver_func, response in signal.send_robust(sender=sender, **kwargs):
+            if isinstance(response, Exception):
+                logger.error(
+                    "Receiver %s of a django_etpay signal raised %s",
+                    getattr(receiver_func, "__qualname__", repr(receiver_func)),
+                    type(response).__name__,
+                    exc_info=response,
+                )
+
+    transaction.on_commit(send)
+
+
+def _new_notification(
+    *,
+    session: PaymentSession | None,
+    channel: str,
+    outcome: str,
+    reason: str = "",
+    detail: str = "",
+    result: str = "",
+    status_before: str = "",
+    status_after: str = "",
+    claims: Mapping[str, Any] | None = None,
+    raw_body: str = "",
+    remote_addr: str | None = None,
+) -> Notification:
+    body, truncated = _storable_text(raw_body)
+    stored_claims = _storable_claims(claims)
+    return Notification(
+        session=session,
+        channel=channel,
+        outcome=outcome,
+        reason=reason,
+        detail=_storable_text(detail)[0][:2000],
+        result=result,
+        status_before=status_before,
+        status_after=status_after,
+        payment_token=_claim_str(stored_claims or {}, "payment_token", 255),
+        raw_body=body,
+        raw_body_truncated=truncated,
+        claims=stored_claims,
+        remote_addr=_clean_ip(remote_addr),
+    )
+
+
+def record_rejection(
+    *,
+    channel: str,
+    reason: str,
+    detail: str,
+    raw_body: str = "",
+    remote_addr: str | None = None,
+    session: PaymentSession | None = None,
+    claims: Mapping[str, Any] | None = None,
+) -> Notification:
+    """Store a rejected result and send ``notification_rejected`` after commit.
+
+    Used by the pipeline and by views for bodies that never yield a JWT (too large, not
+    parseable). ``raw_body`` is capped at ``NOTIFICATION_STORE_BYTES``. Results naming a known
+    session are stored up to ``MAX_REJECTED_PER_SESSION`` per session; beyond that the returned
+    notification is not saved (``pk is None``), only logged, so that a stranger cannot fill the
+    table with one session's token.
+    """
+    notification = _new_notification(
+        session=session,
+        channel=channel,
+        outcome=Outcome.REJECTED,
+        reason=reason,
+        detail=detail,
+        status_before=session.status if session is not None else "",
+        status_after=session.status if session is not None else "",
+        claims=claims,
+        raw_body=raw_body,
+        remote_addr=remote_addr,
+    )
+    if session is not None:
+        cap = int(conf.get_setting("MAX_REJECTED_PER_SESSION"))
+        stored = Notification.objects.filter(session=session, outcome=Outcome.REJECTED)
+        if stored[:cap].count() >= cap:
+            logger.warning(
+                "ETpay %s result for session %s rejected (%s), not stored: cap of %d reached",
+                channel,
+                session.pk,
+                reason,
+                cap,
+            )
+            return notification
+    notification.save()
+    logger.info(
+        "ETpay %s result rejected (%s) for session %s",
+        channel,
+        reason,
+        session.pk if session is not None else "unknown",
+    )
+    _send_on_commit(
+        signals.notification_rejected,
+        sender=Notification,
+        notification=notification,
+        reason=reason,
+    )
+    return notification
+
+
+def _apply_verified(
+    session: PaymentSession,
+    verified: tokens.VerifiedResult,
+    *,
+    channel: str,
+    raw_body: str,
+    remote_addr: str | None,
+) -> Notification:
+    """Decide and apply what a verified, cross-checked result does to ``session``.
+
+    Must run inside ``transaction.atomic()`` with ``session`` locked. The outcome is
+    ``accepted`` exactly when the status changed (so one transition, one accepted record,
+    one signal); every other verified result is ``duplicate``, with a reason when it is not a
+    plain repeat: ``not_applicable`` (the transition rule forbids it, or ETpay's status value
+    is unknown), ``system_error``, ``browser_not_trusted``.
+    """
+    status_before = session.status
+    target = _TARGET_STATUS.get(verified.result)
+    trusted = channel not in BROWSER_CHANNELS or bool(conf.get_setting("ACCEPT_BROWSER_RESULTS"))
+    update_fields: list[str] = []
+    reason = ""
+    detail = ""
+    signal: Signal | None = None
+
+    if target is None:
+        reason = Reason.SYSTEM_ERROR if verified.system_error else Reason.NOT_APPLICABLE
+        detail = "Payment outcome unknown; the session needs reconciling."
+        if not session.is_final and not session.needs_reconciliation:
+            session.needs_reconciliation = True
+            update_fields.append("needs_reconciliation")
+    elif session.status == target:
+        detail = f"Already {target}."
+        payment_token = _claim_str(verified.claims, "payment_token", 255)
+        if payment_token and session.payment_token and payment_token != session.payment_token:
+            # Same outcome, another payment: keep it visible instead of calling it a repeat.
+            reason = Reason.NOT_APPLICABLE
+            detail = f"Already {target} by another payment_token."
+            logger.warning(
+                "ETpay %s result for session %s reports a second payment_token",
+                channel,
+                session.pk,
+            )
+    elif not PaymentSession.transition_allowed(session.status, target):
+        reason = Reason.NOT_APPLICABLE
+        detail = f"A {verified.result} result does not change a {session.status} session."
+    elif not trusted:
+        reason = Reason.BROWSER_NOT_TRUSTED
+        detail = "Browser results do not change a status (ACCEPT_BROWSER_RESULTS is off)."
+        if not session.needs_reconciliation:
+            session.needs_reconciliation = True
+            update_fields.append("needs_reconciliation")
+    else:
+        now = timezone.now()
+        session.status = target
+        session.completed_at = now
+        update_fields += ["status", "completed_at"]
+        if target == PaymentSession.Status.PAID:
+            session.paid_at = now
+            update_fields.append("paid_at")
+            signal = signals.payment_completed
+        else:
+            signal = signals.payment_failed
+        if session.needs_reconciliation:
+            session.needs_reconciliation = False
+            update_fields.append("needs_reconciliation")
+        for claim, (field, max_length) in _PAYER_FIELDS.items():
+            value = _claim_str(verified.claims, claim, max_length)
+            if value:
+                setattr(session, field, value)
+                update_fields.append(field)
+        detail = f"{status_before} -> {target}."
+
+    if update_fields:
+        session.save(update_fields=[*update_fields, "updated_at"])
+    notification = _new_notification(
+        session=session,
+        channel=channel,
+        outcome=Outcome.ACCEPTED if signal is not None else Outcome.DUPLICATE,
+        reason=reason,
+        detail=detail,
+        result=verified.result,
+        status_before=status_before,
+        status_after=session.status,
+        claims=verified.claims,
+        raw_body=raw_body,
+        remote_addr=remote_addr,
+    )
+    notification.save()
+    if signal is not None:
+        logger.info(
+            "ETpay session %s for order %s: %s -> %s (%s)",
+            session.pk,
+            session.merchant_order_id,
+            status_before,
+            session.status,
+            channel,
+        )
+        _send_on_commit(
+            signal,
+            sender=PaymentSession,
+            session=session,
+            notification=notification,
+            previous_status=status_before,
+        )
+    else:
+        logger.debug(
+            "ETpay %s result for session %s changes nothing (%s)",
+            channel,
+            session.pk,
+            reason or "duplicate",
+        )
+    return notification
+
+
+def _run_pipeline(
+    *,
+    session_token: str,
+    verify: Callable[[PaymentSession], tokens.VerifiedResult],
+    channel: str,
+    raw_body: str,
+    remote_addr: str | None,
+    unverified: Mapping[str, Any] | None,
+) -> Notification:
+    """Find and lock the session, verify, cross-check, apply; record rejections after."""
+    session: PaymentSession | None = None
+    try:
+        with transaction.atomic():
+            session = (
+                PaymentSession.objects.select_for_update().filter(token=session_token).first()
+            )
+            if session is None:
+                raise EtpayVerificationError(
+                    Reason.UNKNOWN_SESSION, "No session has the result's session_token."
+                )
+            verified = verify(session)
+            tokens.check_against_session(verified, session)
+            return _apply_verified(
+                session, verified, channel=channel, raw_body=raw_body, remote_addr=remote_addr
+            )
+    except EtpayVerificationError as err:
+        rejection = err
+    except Exception as err:
+        # Written after the atomic block rolled back, so it survives; then the error goes on
+        # (the view answers 5xx so that ETpay retries).
+        _record_internal_error(
+            err,
+            session=session,
+            channel=channel,
+            raw_body=raw_body,
+            remote_addr=remote_addr,
+            claims=unverified,
+        )
+        raise
+    if rejection.reason == Reason.UNKNOWN_SESSION:
+        session = None
+    return record_rejection(
+        channel=channel,
+        reason=rejection.reason,
+        detail=rejection.message,
+        raw_body=raw_body,
+        remote_addr=remote_addr,
+        session=session,
+        claims=unverified,
+    )
+
+
+def _record_internal_error(
+    err: Exception,
+    *,
+    session: PaymentSession | None,
+    channel: str,
+    raw_body: str,
+    remote_addr: str | None,
+    claims: Mapping[str, Any] | None,
+) -> None:
+    # The traceback carries code lines and the exception message, never local values.
+    logger.error(
+        "ETpay %s result for session %s could not be processed (%s)",
+        channel,
+        session.pk if session is not None else "unknown",
+        type(err).__name__,
+        exc_info=err,
+    )
+    try:
+        record_rejection(
+            channel=channel,
+            reason=Reason.INTERNAL_ERROR,
+            detail=f"Processing failed ({type(err).__name__}); the result was not applied.",
+            raw_body=raw_body,
+            remote_addr=remote_addr,
+            session=session if session is not None and session.pk else None,
+            claims=claims,
+        )
+    except Exception as record_err:
+        logger.error(
+            "ETpay %s result could not be stored either (%s)", channel, type(record_err).__name__
+        )
+
+
+@sensitive_variables("raw_jwt")
+def process_notification(
+    raw_jwt: str, *, channel: str, remote_addr: str | None = None
+) -> Notification:
+    """Verify one result JWT from ETpay, apply it to its session and record it.
+
+    Finds the session by the JWT's ``session_token`` claim, verifies HS256 with that session's
+    ``signature_token``, checks ``merchant_order_id``, ``merchant_amount`` and the currency
+    against the row, then, inside one transaction holding a row lock on the session, applies
+    the transition rule of :meth:`PaymentSession.transition_allowed` and stores a
+    :class:`~django_etpay.models.Notification`. Signals go out on commit: ``payment_completed``
+    or ``payment_failed`` once per transition, ``notification_rejected`` for rejections.
+
+    Returns the notification; read ``.outcome`` (``accepted``, ``duplicate``, ``rejected``)
+    and ``.reason``. Nothing is raised for bad input, which is recorded as ``rejected``. An
+    internal failure (database down, a bug) is recorded as ``rejected`` / ``internal_error``
+    when possible and then re-raised. Browser channels (``redirect``, ``widget``) change a
+    status only when ``ACCEPT_BROWSER_RESULTS`` is on. Neither the JWT nor any key is logged.
+    ``ValueError`` is raised for a ``channel`` that is not a ``Notification.Channel`` value.
+    """
+    if channel not in Channel.values:
+        raise ValueError(f"Unknown channel {channel!r}; use a Notification.Channel value.")
+    raw_text = raw_jwt if isinstance(raw_jwt, str) else ""
+    unverified: dict[str, Any] | None = None
+    try:
+        unverified = tokens.read_unverified(raw_text)
+        session_token = tokens.session_token_of(unverified)
+    except EtpayVerificationError as err:
+        return record_rejection(
+            channel=channel,
+            reason=err.reason,
+            detail=err.message,
+            raw_body=raw_text,
+            remote_addr=remote_addr,
+            claims=unverified,
+        )
+    checked_claims = unverified
+
+    def verify(session: PaymentSession) -> tokens.VerifiedResult:
+        return tokens.verify_payment_jwt(raw_text, session, checked_claims)
+
+    return _run_pipeline(
+        session_token=session_token,
+        verify=verify,
+        channel=channel,
+        raw_body=raw_text,
+        remote_addr=remote_addr,
+        unverified=unverified,
+    )
+
+
+def reconcile_session(session: PaymentSession) -> list[Notification]:
+    """Ask ETpay for ``session``'s payments and apply each one like a notification.
+
+    Calls ``/merchant/check_payment_status`` by session token with the session's own merchant
+    account. Each entry naming this session goes through the same cross-checks and transition
+    rule as a JWT, with channel ``poll``; entries for other sessions are ignored.
+    ``needs_reconciliation`` is cleared when ETpay reported a success or failure. ``session``
+    is refreshed from the database before returning.
+
+    Raises :class:`~django_etpay.exceptions.EtpayAPIError` when ETpay cannot be asked; returns
+    ``[]`` for a session ETpay never gave a token.
+    """
+    if not session.token:
+        return []
+    with EtpayClient(session.merchant or None) as client:
+        entries = client.check_payment_status(session_token=session.token)
+    notifications: list[Notification] = []
+    learned = False
+    for entry in entries:
+        if entry.get("session_token") != session.token:
+            logger.debug("ETpay status entry for another session ignored (session %s)", session.pk)
+            continue
+        result = tokens.result_from_status_entry(entry)
+        notification = _run_pipeline(
+            session_token=session.token,
+            verify=_constant(result),
+            channel=Channel.POLL,
+            raw_body=json.dumps(entry, ensure_ascii=False, default=str),
+            remote_addr=None,
+            unverified=entry,
+        )
+        notifications.append(notification)
+        if notification.outcome != Outcome.REJECTED and result.result in _TARGET_STATUS:
+            learned = True
+    if learned:
+        PaymentSession.objects.filter(pk=session.pk, needs_reconciliation=True).update(
+            needs_reconciliation=False, updated_at=timezone.now()
+        )
+    session.refresh_from_db()
+    return notifications
+
+
+def _constant(
+    result: tokens.VerifiedResult,
+) -> Callable[[PaymentSession], tokens.VerifiedResult]:
+    """A verify step for results whose origin is already established (status API)."""
+
+    def verify(session: PaymentSession) -> tokens.VerifiedResult:
+        return result
+
+    return verify
+
+
+def expire_sessions(older_than: timedelta | None = None) -> int:
+    """Mark ``pending`` sessions created more than ``older_than`` ago as ``expired``.
+
+    ``older_than`` defaults to ``ETPAY["SESSION_TTL"]``. Sessions locked by a result being
+    processed at that moment are skipped (the next run sees them). ``session_expired`` is
+    sent once per session after commit. A success that arrives later still marks an expired
+    session paid. Returns how many sessions were expired.
+    """
+    ttl: Any = older_than if older_than is not None else conf.get_setting("SESSION_TTL")
+    if not isinstance(ttl, timedelta):
+        ttl = timedelta(seconds=float(ttl))
+    cutoff = timezone.now() - ttl
+    with transaction.atomic():
+        sessions = list(
+            PaymentSession.objects.select_for_update(skip_locked=True)
+            .filter(status=PaymentSession.Status.PENDING, created_at__lt=cutoff)
+            .order_by("pk")
+        )
+        if not sessions:
+            return 0
+        now = timezone.now()
+        PaymentSession.objects.filter(pk__in=[s.pk for s in sessions]).update(
+            status=PaymentSession.Status.EXPIRED, updated_at=now
+        )
+        for session in sessions:
+            session.status = PaymentSession.Status.EXPIRED
+            session.updated_at = now
+            _send_on_commit(signals.session_expired, sender=PaymentSession, session=session)
+    logger.info("Expired %d ETpay sessions pending since before %s", len(sessions), cutoff)
+    return len(sessions)

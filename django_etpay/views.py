@@ -1,17 +1,394 @@
-"""HTTP endpoints (replaced by the confirmation work)."""
+"""HTTP endpoints: ETpay's notification, the payer's return, the widget's result.
+
+The views only read requests and write replies; verification, storage and signals are
+:func:`django_etpay.services.process_notification`. Every view is ``non_atomic_requests`` so
+that the record of a result survives even with ``ATOMIC_REQUESTS = True``, and none ever
+answers with a traceback or shows a JWT or a key.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib.auth import decorators as auth_decorators
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import transaction
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    JsonResponse,
+    QueryDict,
+    RawPostDataException,
+)
+from django.http.multipartparser import MultiPartParserError
+from django.shortcuts import redirect, resolve_url
+from django.template.response import TemplateResponse
 from django.views import View
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+
+from django_etpay import conf, services
+from django_etpay.models import Notification, PaymentSession
+
+logger = logging.getLogger("django_etpay.views")
+
+_ViewFunc = Callable[..., Any]
 
 
-class NotificationView(View):
+def _no_op(view_func: _ViewFunc) -> _ViewFunc:
+    return view_func
+
+
+# Django 5.1+; before it there is no LoginRequiredMiddleware and so nothing to opt out of.
+login_not_required: Callable[[_ViewFunc], _ViewFunc] = getattr(
+    auth_decorators, "login_not_required", _no_op
+)
+
+
+#: What a compact JWS looks like: three base64url segments joined by dots.
+JWT_PATTERN = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
+
+_JSON_TYPES = ("application/json", "text/json")
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_BARE_TYPES = ("", "text/plain", "application/octet-stream", "application/jwt")
+
+Outcome = Notification.Outcome
+Reason = Notification.Reason
+Result = Notification.Result
+
+
+class ResultBodyError(Exception):
+    """A request body that yields no JWT; ``status`` is the HTTP reply code."""
+
+    def __init__(self, reason: str, detail: str, *, status: int = 400, raw_body: str = "") -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.status = status
+        self.raw_body = raw_body
+
+
+class ResultIntakeMixin:
+    """Reads a result JWT from a POST body: the forms ETpay and the widget loader use.
+
+    Accepted bodies: a JSON object ``{"payment": "<JWT>"}`` (what ETpay sends in practice,
+    with or without a JSON ``Content-Type``), a bare JWT (``text/plain`` or no type), or a
+    form field ``payment``. Larger bodies than ``max_body_bytes`` (default
+    ``ETPAY["NOTIFICATION_MAX_BYTES"]``) are refused without being read.
+    """
+
+    #: Body size limit in bytes; ``None`` reads ``ETPAY["NOTIFICATION_MAX_BYTES"]``.
+    max_body_bytes: int | None = None
+    #: The key of the JWT in JSON and form bodies.
+    field_name: str = "payment"
+
+    def get_max_body_bytes(self) -> int:
+        """The body size limit in bytes."""
+        if self.max_body_bytes is not None:
+            return self.max_body_bytes
+        return int(conf.get_setting("NOTIFICATION_MAX_BYTES"))
+
+    def get_remote_addr(self, request: HttpRequest) -> str | None:
+        """The sender's address; override behind a proxy you trust."""
+        value = request.META.get("REMOTE_ADDR")
+        return value if isinstance(value, str) else None
+
+    def read_jwt(self, request: HttpRequest) -> str:
+        """Return the JWT in ``request``'s body or raise :class:`ResultBodyError`."""
+        limit = self.get_max_body_bytes()
+        declared = request.META.get("CONTENT_LENGTH") or "0"
+        try:
+            length = int(declared)
+        except ValueError:
+            raise ResultBodyError(Reason.MALFORMED, "Invalid Content-Length.") from None
+        if length > limit:
+            raise ResultBodyError(
+                Reason.TOO_LARGE, f"Body of {length} bytes exceeds {limit}.", status=413
+            )
+        content_type = (request.content_type or "").lower()
+        if content_type in _FORM_TYPES:
+            # Read through request.POST: CSRF middleware may already have consumed the stream.
+            try:
+                value = request.POST.get(self.field_name)
+            except RequestDataTooBig:
+                raise ResultBodyError(Reason.TOO_LARGE, "Body too large.", status=413) from None
+            except (MultiPartParserError, SuspiciousOperation):
+                value = None
+            if not value:
+                raise ResultBodyError(
+                    Reason.MALFORMED,
+                    f"No {self.field_name!r} form field.",
+                    raw_body=self._raw_text(request),
+                )
+            return value.strip()
+        try:
+            body = request.body
+        except RequestDataTooBig:
+            raise ResultBodyError(Reason.TOO_LARGE, "Body too large.", status=413) from None
+        text = body.decode("utf-8", "replace")
+        if not body.strip():
+            raise ResultBodyError(Reason.MALFORMED, "Empty body.")
+        stripped = text.strip()
+        if content_type in _JSON_TYPES or content_type.endswith("+json"):
+            return self._from_json(stripped, text)
+        if content_type in _BARE_TYPES:
+            # ETpay's own SDK posts JSON without a Content-Type: recognise it by its shape.
+            if stripped.startswith("{"):
+                return self._from_json(stripped, text)
+            if stripped.startswith(f"{self.field_name}="):
+                value = QueryDict(stripped).get(self.field_name) or ""
+                return value.strip()
+            return stripped
+        raise ResultBodyError(
+            Reason.MALFORMED, f"Unsupported Content-Type {content_type[:100]!r}.", raw_body=text
+        )
+
+    @staticmethod
+    def _raw_text(request: HttpRequest) -> str:
+        try:
+            return request.body.decode("utf-8", "replace")
+        except RawPostDataException:
+            return ""
+
+    def _from_json(self, stripped: str, text: str) -> str:
+        try:
+            data: Any = json.loads(stripped)
+        except (ValueError, RecursionError):
+            raise ResultBodyError(Reason.MALFORMED, "Body is not JSON.", raw_body=text) from None
+        if not isinstance(data, dict) or self.field_name not in data:
+            raise ResultBodyError(
+                Reason.MALFORMED,
+                f"JSON body is not an object with a {self.field_name!r} key.",
+                raw_body=text,
+            )
+        value = data[self.field_name]
+        if not isinstance(value, str):
+            raise ResultBodyError(
+                Reason.MALFORMED, f"{self.field_name!r} is not a string.", raw_body=text
+            )
+        return value.strip()
+
+
+class ResultStateMixin:
+    """Turns a stored result into what the payer is told and where they are sent."""
+
+    #: ``ETPAY["SUCCESS_URL"]`` / ``["FAILURE_URL"]`` when ``None``: a URL name or a path.
+    success_url: str | None = None
+    failure_url: str | None = None
+
+    def get_state(self, notification: Notification | None) -> str:
+        """``paid``, ``failed``, ``pending`` (verified, not final yet) or ``unknown``."""
+        if notification is None or notification.outcome == Outcome.REJECTED:
+            return "unknown"
+        session = notification.session
+        if session is not None and session.status == PaymentSession.Status.PAID:
+            return "paid"
+        if notification.result == Result.FAILURE or (
+            session is not None and session.status == PaymentSession.Status.FAILED
+        ):
+            return "failed"
+        return "pending"
+
+    def get_redirect_url(self, state: str, notification: Notification | None) -> str | None:
+        """Where to send the payer, or ``None`` to render the template.
+
+        Success-like states (``paid``, or a verified success not applied yet) go to the
+        success URL, failures and ETpay system errors to the failure URL. Nothing from the
+        result is appended: override this to add your own order reference.
+        """
+        if state == "unknown" or notification is None:
+            return None
+        if state == "paid" or notification.result == Result.SUCCESS:
+            target = self.success_url or conf.get_setting("SUCCESS_URL")
+        else:
+            target = self.failure_url or conf.get_setting("FAILURE_URL")
+        return resolve_url(target) if target else None
+
+
+class NotificationView(ResultIntakeMixin, View):
+    """Receives ETpay's server-to-server notification (POST, CSRF-exempt, no login).
+
+    Replies with an empty body: 200 when the result was accepted or is a duplicate, 400 when
+    it was rejected (malformed, too large, bad signature, unknown session, mismatch), 500
+    only when it could not be stored or applied, so that ETpay tries again.
+    """
+
     http_method_names = ["post"]
+    channel: str = Notification.Channel.WEBHOOK
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Callable[..., HttpResponseBase]:
+        view = super().as_view(**initkwargs)
+        return transaction.non_atomic_requests(csrf_exempt(login_not_required(view)))
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        remote_addr = self.get_remote_addr(request)
+        # Status policy: 200 tells ETpay to stop (accepted, or a repeat of a stored result);
+        # 400 says retrying the same body cannot help, and the attempt is stored anyway; 5xx
+        # only when the result could not be stored or applied, so that ETpay retries.
+        try:
+            try:
+                raw_jwt = self.read_jwt(request)
+            except ResultBodyError as err:
+                services.record_rejection(
+                    channel=self.channel,
+                    reason=err.reason,
+                    detail=err.detail,
+                    raw_body=err.raw_body,
+                    remote_addr=remote_addr,
+                )
+                return HttpResponse(status=err.status)
+            notification = services.process_notification(
+                raw_jwt, channel=self.channel, remote_addr=remote_addr
+            )
+        except Exception as err:
+            logger.error("ETpay notification could not be stored (%s)", type(err).__name__)
+            return HttpResponse(status=500)
+        return HttpResponse(status=400 if notification.outcome == Outcome.REJECTED else 200)
 
 
-class ReturnView(View):
+class ReturnView(ResultStateMixin, View):
+    """Where ETpay sends the payer back (GET), with the result JWT on the URL.
+
+    ETpay has not published how the JWT is attached, so it is looked for as a path segment,
+    as one of :attr:`query_keys`, as a bare query string (``?<JWT>``, also after ``concat``)
+    and as any query value shaped like a JWT. The result is verified and recorded with
+    channel ``redirect``; the payer is then redirected to the success or failure URL, or
+    :attr:`template_name` is rendered with ``session``, ``notification``, ``state`` and
+    ``result``. Without a JWT the template says the result is not known yet.
+    """
+
     http_method_names = ["get"]
+    template_name = "django_etpay/return.html"
+    channel: str = Notification.Channel.REDIRECT
+    #: Query parameters searched for the JWT, in order.
+    query_keys: tuple[str, ...] = ("jwt", "token", "payment", "result", "data", "response")
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Callable[..., HttpResponseBase]:
+        view = super().as_view(**initkwargs)
+        return transaction.non_atomic_requests(login_not_required(view))
+
+    def find_jwt(self, request: HttpRequest, path_value: str | None = None) -> str | None:
+        """The JWT carried by the URL, if any."""
+        if path_value:
+            # A JWT appended with ``concat`` to a URL that had no query string lands in the
+            # path, possibly as ``&jwt=<JWT>``: keep what follows the last "=".
+            return path_value.rsplit("=", 1)[-1].lstrip("&?;").strip() or None
+        for key in self.query_keys:
+            value = request.GET.get(key, "").strip()
+            if value:
+                return value
+        for key, values in request.GET.lists():
+            if JWT_PATTERN.match(key.strip()) and not any(values):
+                return key.strip()
+        for _key, values in request.GET.lists():
+            for value in values:
+                if JWT_PATTERN.match(value.strip()):
+                    return value.strip()
+        return None
+
+    def get_remote_addr(self, request: HttpRequest) -> str | None:
+        """The payer's address; override behind a proxy you trust."""
+        value = request.META.get("REMOTE_ADDR")
+        return value if isinstance(value, str) else None
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        raw_jwt = self.find_jwt(request, kwargs.get("jwt"))
+        if raw_jwt is None:
+            return self.render_result(request, None, status=200)
+        remote_addr = self.get_remote_addr(request)
+        limit = int(conf.get_setting("NOTIFICATION_MAX_BYTES"))
+        try:
+            if len(raw_jwt) > limit:
+                services.record_rejection(
+                    channel=self.channel,
+                    reason=Reason.TOO_LARGE,
+                    detail=f"JWT of {len(raw_jwt)} characters exceeds {limit}.",
+                    remote_addr=remote_addr,
+                )
+                return self.render_result(request, None, status=400)
+            notification = services.process_notification(
+                raw_jwt, channel=self.channel, remote_addr=remote_addr
+            )
+        except Exception as err:
+            logger.error("ETpay return result could not be stored (%s)", type(err).__name__)
+            return self.render_result(request, None, status=500)
+        state = self.get_state(notification)
+        url = self.get_redirect_url(state, notification)
+        if url:
+            return redirect(url)
+        status = 400 if notification.outcome == Outcome.REJECTED else 200
+        return self.render_result(request, notification, status=status)
+
+    def render_result(
+        self, request: HttpRequest, notification: Notification | None, *, status: int
+    ) -> TemplateResponse:
+        """Render :attr:`template_name` for ``notification`` (``None``: result unknown)."""
+        session = None
+        if notification is not None and notification.outcome != Outcome.REJECTED:
+            session = notification.session
+        context = {
+            "session": session,
+            "notification": notification,
+            "state": self.get_state(notification),
+            "result": notification.result if notification is not None else "",
+        }
+        return TemplateResponse(request, self.template_name, context, status=status)
 
 
-class WidgetResultView(View):
+class WidgetResultView(ResultIntakeMixin, ResultStateMixin, View):
+    """Receives the JWT the payment widget handed to the page (POST, CSRF protected).
+
+    Accepts JSON ``{"payment": "<JWT>"}`` or a form field ``payment``; records the result
+    with channel ``widget`` and answers JSON ``{"status", "outcome", "redirect_url"}``:
+    200 for accepted or duplicate, 400 for rejected, 413 for a body too large.
+    """
+
     http_method_names = ["post"]
+    channel: str = Notification.Channel.WIDGET
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Callable[..., HttpResponseBase]:
+        view = super().as_view(**initkwargs)
+        return transaction.non_atomic_requests(csrf_protect(login_not_required(view)))
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+        remote_addr = self.get_remote_addr(request)
+        try:
+            try:
+                raw_jwt = self.read_jwt(request)
+            except ResultBodyError as err:
+                services.record_rejection(
+                    channel=self.channel,
+                    reason=err.reason,
+                    detail=err.detail,
+                    raw_body=err.raw_body,
+                    remote_addr=remote_addr,
+                )
+                return self.reply(None, status=err.status)
+            notification = services.process_notification(
+                raw_jwt, channel=self.channel, remote_addr=remote_addr
+            )
+        except Exception as err:
+            logger.error("ETpay widget result could not be stored (%s)", type(err).__name__)
+            return self.reply(None, status=500)
+        status = 400 if notification.outcome == Outcome.REJECTED else 200
+        return self.reply(notification, status=status)
+
+    def reply(self, notification: Notification | None, *, status: int) -> JsonResponse:
+        """The JSON reply: session status, outcome and where the page should go next."""
+        state = self.get_state(notification)
+        session = notification.session if state != "unknown" and notification else None
+        return JsonResponse(
+            {
+                "status": session.status if session is not None else "unknown",
+                "outcome": notification.outcome if notification is not None else "rejected",
+                "redirect_url": self.get_redirect_url(state, notification),
+            },
+            status=status,
+        )

@@ -1,0 +1,160 @@
+"""Exactly once under concurrency, on real PostgreSQL.
+
+Many threads, each with its own database connection, deliver the same result through the views
+at the same moment (released together by a barrier). The session row lock must let exactly one
+of them apply the transition and fire ``payment_completed``; every delivery is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+from unittest import mock
+
+import pytest
+from django.db import connection
+from django.test import Client
+
+from django_etpay.models import Notification, PaymentSession
+from tests.factories import make_session, mint_jwt, signal_mocks
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+THREADS = 24
+NOTIFICATION_URL = "/etpay/notification/"
+RETURN_URL = "/etpay/return/"
+WIDGET_URL = "/etpay/widget-result/"
+
+Send = Callable[[Client], Any]
+
+
+@pytest.fixture(autouse=True)
+def _postgres_only() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks need PostgreSQL; SQLite serialises writers differently")
+
+
+@pytest.fixture
+def receivers() -> Iterator[dict[str, mock.MagicMock]]:
+    with signal_mocks() as mocks:
+        yield mocks
+
+
+def deliver_together(senders: list[Send]) -> list[int]:
+    """Run each sender in its own thread, all released at once; return the status codes."""
+    barrier = threading.Barrier(len(senders))
+    results: list[int | BaseException | None] = [None] * len(senders)
+
+    def worker(index: int, send: Send) -> None:
+        try:
+            client = Client()
+            connection.ensure_connection()  # connect first, so that the race is on the lock
+            barrier.wait(timeout=30)
+            results[index] = send(client).status_code
+        except BaseException as err:  # reported by the assertion below
+            results[index] = err
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=worker, args=(i, send), daemon=True)
+        for i, send in enumerate(senders)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads), "a delivery hung"
+    errors = [r for r in results if not isinstance(r, int)]
+    assert not errors, errors
+    return [r for r in results if isinstance(r, int)]
+
+
+def webhook(raw: str) -> Send:
+    body = json.dumps({"payment": raw})
+    return lambda client: client.post(NOTIFICATION_URL, body, content_type="application/json")
+
+
+def redirect(raw: str) -> Send:
+    return lambda client: client.get(RETURN_URL, {"jwt": raw})
+
+
+def widget(raw: str) -> Send:
+    body = json.dumps({"payment": raw})
+    return lambda client: client.post(WIDGET_URL, body, content_type="application/json")
+
+
+def test_same_webhook_delivered_at_once_pays_once(
+    receivers: dict[str, mock.MagicMock],
+) -> None:
+    session = make_session()
+    raw = mint_jwt(session)
+
+    codes = deliver_together([webhook(raw) for _ in range(THREADS)])
+
+    assert codes == [200] * THREADS
+    session.refresh_from_db()
+    assert session.status == PaymentSession.Status.PAID
+    assert receivers["payment_completed"].call_count == 1
+    assert len(receivers["payment_completed"].call_args_list) == 1
+    receivers["payment_failed"].assert_not_called()
+    outcomes = Counter(
+        Notification.objects.filter(session=session).values_list("outcome", flat=True)
+    )
+    assert outcomes == {
+        Notification.Outcome.ACCEPTED: 1,
+        Notification.Outcome.DUPLICATE: THREADS - 1,
+    }
+    accepted = Notification.objects.get(session=session, outcome=Notification.Outcome.ACCEPTED)
+    assert receivers["payment_completed"].call_args.kwargs["notification"].pk == accepted.pk
+
+
+def test_webhook_return_and_widget_at_once_pay_once(
+    receivers: dict[str, mock.MagicMock],
+) -> None:
+    session = make_session()
+    raw = mint_jwt(session)
+    per_channel = THREADS // 3
+    senders = [webhook(raw), redirect(raw), widget(raw)] * per_channel
+
+    codes = deliver_together(senders)
+
+    assert codes == [200] * len(senders)
+    session.refresh_from_db()
+    assert session.status == PaymentSession.Status.PAID
+    assert receivers["payment_completed"].call_count == 1
+    records = Notification.objects.filter(session=session)
+    assert Counter(records.values_list("channel", flat=True)) == {
+        Notification.Channel.WEBHOOK: per_channel,
+        Notification.Channel.REDIRECT: per_channel,
+        Notification.Channel.WIDGET: per_channel,
+    }
+    assert Counter(records.values_list("outcome", flat=True)) == {
+        Notification.Outcome.ACCEPTED: 1,
+        Notification.Outcome.DUPLICATE: len(senders) - 1,
+    }
+
+
+def test_success_and_failure_racing_end_paid_or_failed_then_paid(
+    receivers: dict[str, mock.MagicMock],
+) -> None:
+    session = make_session()
+    success = mint_jwt(session)
+    failure = mint_jwt(session, payment_status=False)
+    senders = [webhook(success), webhook(failure)] * (THREADS // 2)
+
+    codes = deliver_together(senders)
+
+    assert codes == [200] * len(senders)
+    session.refresh_from_db()
+    # Whatever the order, money that moved wins and is announced exactly once.
+    assert session.status == PaymentSession.Status.PAID
+    assert receivers["payment_completed"].call_count == 1
+    assert receivers["payment_failed"].call_count <= 1
+    accepted = Notification.objects.filter(
+        session=session, outcome=Notification.Outcome.ACCEPTED
+    ).count()
+    assert accepted == 1 + receivers["payment_failed"].call_count

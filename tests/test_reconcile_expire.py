@@ -1,0 +1,237 @@
+"""services.reconcile_session (ETpay's status API, faked with responses) and expire_sessions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+from unittest import mock
+
+import pytest
+import responses as responses_lib
+from django.utils import timezone
+
+from django_etpay import services
+from django_etpay.exceptions import EtpayAPIError
+from django_etpay.models import Notification, PaymentSession
+from tests.factories import load_fixture, make_session, mint_jwt, signal_mocks
+
+pytestmark = pytest.mark.django_db
+
+Outcome = Notification.Outcome
+Reason = Notification.Reason
+Status = PaymentSession.Status
+
+STATUS_URL = "https://api.etpay.test/merchant/check_payment_status"
+
+
+@pytest.fixture
+def receivers() -> Iterator[dict[str, mock.MagicMock]]:
+    with signal_mocks() as mocks:
+        yield mocks
+
+
+def entry_for(session: PaymentSession, **overrides: Any) -> dict[str, Any]:
+    entry = load_fixture("payment_status_success.json", session, **overrides)
+    entry.pop("iat", None)
+    return entry
+
+
+# -- reconcile --------------------------------------------------------------------------------
+
+
+def test_reconcile_applies_a_success(
+    mocked_responses: responses_lib.RequestsMock,
+    receivers: dict[str, mock.MagicMock],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    session = make_session(needs_reconciliation=True)
+    call = mocked_responses.post(STATUS_URL, json=[entry_for(session)])
+
+    with django_capture_on_commit_callbacks(execute=True):
+        notifications = services.reconcile_session(session)
+
+    assert [(n.channel, n.outcome) for n in notifications] == [
+        (Notification.Channel.POLL, Outcome.ACCEPTED)
+    ]
+    assert session.status == Status.PAID  # refreshed in place
+    assert session.needs_reconciliation is False
+    assert session.payment_token == "prNq8Lm2Pfd"
+    sent = json.loads(call.calls[0].request.body)
+    assert sent["session_token"] == session.token
+    assert "signature_token" not in sent
+    receivers["payment_completed"].assert_called_once()
+    assert receivers["payment_completed"].call_args.kwargs["previous_status"] == Status.PENDING
+
+
+def test_reconcile_uses_the_sessions_merchant_account(
+    mocked_responses: responses_lib.RequestsMock, settings: Any
+) -> None:
+    settings.ETPAY = {
+        **settings.ETPAY,
+        "MERCHANTS": {
+            "outlet": {
+                "MERCHANT_CODE": "cl_outlet",
+                "MERCHANT_API_TOKEN": "outlet-api-token-value",
+                "API_URL": "https://api.outlet.test",
+                "PMT_URL": "https://pmt.outlet.test",
+            }
+        },
+    }
+    session = make_session(merchant="outlet")
+    call = mocked_responses.post(
+        "https://api.outlet.test/merchant/check_payment_status", json=[entry_for(session)]
+    )
+    services.reconcile_session(session)
+    assert json.loads(call.calls[0].request.body)["merchant_api_token"] == "outlet-api-token-value"
+    assert session.status == Status.PAID
+
+
+def test_reconcile_rejects_a_mismatching_entry(
+    mocked_responses: responses_lib.RequestsMock,
+) -> None:
+    session = make_session(needs_reconciliation=True)
+    mocked_responses.post(STATUS_URL, json=[entry_for(session, merchant_amount=1)])
+    notifications = services.reconcile_session(session)
+    assert [(n.outcome, n.reason) for n in notifications] == [
+        (Outcome.REJECTED, Reason.AMOUNT_MISMATCH)
+    ]
+    assert session.status == Status.PENDING
+    assert session.needs_reconciliation is True
+
+
+def test_reconcile_ignores_other_sessions_and_keeps_the_flag_when_nothing_learned(
+    mocked_responses: responses_lib.RequestsMock,
+) -> None:
+    session = make_session(needs_reconciliation=True)
+    other = make_session()
+    mocked_responses.post(STATUS_URL, json=[entry_for(other)])
+    assert services.reconcile_session(session) == []
+    assert session.needs_reconciliation is True
+    other.refresh_from_db()
+    assert other.status == Status.PENDING
+    assert not Notification.objects.exists()
+
+
+def test_reconcile_with_empty_answer_changes_nothing(
+    mocked_responses: responses_lib.RequestsMock,
+) -> None:
+    session = make_session(needs_reconciliation=True)
+    mocked_responses.post(STATUS_URL, json=[])
+    assert services.reconcile_session(session) == []
+    assert session.status == Status.PENDING
+    assert session.needs_reconciliation is True
+
+
+def test_reconcile_of_a_paid_session_clears_the_flag(
+    mocked_responses: responses_lib.RequestsMock,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    session = make_session()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.process_notification(mint_jwt(session), channel=Notification.Channel.WEBHOOK)
+    PaymentSession.objects.filter(pk=session.pk).update(needs_reconciliation=True)
+    mocked_responses.post(STATUS_URL, json=[entry_for(session)])
+    notifications = services.reconcile_session(session)
+    assert [n.outcome for n in notifications] == [Outcome.DUPLICATE]
+    assert session.needs_reconciliation is False
+
+
+def test_reconcile_applies_a_failure(mocked_responses: responses_lib.RequestsMock) -> None:
+    session = make_session()
+    mocked_responses.post(STATUS_URL, json=[entry_for(session, payment_status="failed")])
+    [notification] = services.reconcile_session(session)
+    assert notification.outcome == Outcome.ACCEPTED
+    assert session.status == Status.FAILED
+
+
+def test_reconcile_propagates_api_errors(mocked_responses: responses_lib.RequestsMock) -> None:
+    session = make_session(needs_reconciliation=True)
+    mocked_responses.post(STATUS_URL, status=503, json={"message": "down"})
+    with pytest.raises(EtpayAPIError):
+        services.reconcile_session(session)
+    session.refresh_from_db()
+    assert session.status == Status.PENDING
+    assert not Notification.objects.exists()
+
+
+def test_reconcile_without_token_does_not_call_etpay(
+    mocked_responses: responses_lib.RequestsMock,
+) -> None:
+    session = make_session(token=None, status=Status.ERROR)
+    assert services.reconcile_session(session) == []
+    assert len(mocked_responses.calls) == 0
+
+
+# -- expire -----------------------------------------------------------------------------------
+
+
+def age(session: PaymentSession, delta: timedelta) -> None:
+    PaymentSession.objects.filter(pk=session.pk).update(created_at=timezone.now() - delta)
+
+
+def test_expire_sessions_expires_only_old_pending_ones(
+    receivers: dict[str, mock.MagicMock], django_capture_on_commit_callbacks: Any
+) -> None:
+    old = make_session()
+    fresh = make_session()
+    old_paid = make_session(status=Status.PAID)
+    old_failed = make_session(status=Status.FAILED)
+    for session in (old, old_paid, old_failed):
+        age(session, timedelta(hours=2))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        count = services.expire_sessions()
+
+    assert count == 1
+    statuses = {
+        s.pk: s.status
+        for s in PaymentSession.objects.filter(
+            pk__in=[old.pk, fresh.pk, old_paid.pk, old_failed.pk]
+        )
+    }
+    assert statuses == {
+        old.pk: Status.EXPIRED,
+        fresh.pk: Status.PENDING,
+        old_paid.pk: Status.PAID,
+        old_failed.pk: Status.FAILED,
+    }
+    receivers["session_expired"].assert_called_once()
+    assert receivers["session_expired"].call_args.kwargs["session"].pk == old.pk
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.expire_sessions() == 0
+    receivers["session_expired"].assert_called_once()
+
+
+def test_expire_sessions_older_than(settings: Any) -> None:
+    session = make_session()
+    age(session, timedelta(minutes=10))
+    assert services.expire_sessions(older_than=timedelta(minutes=30)) == 0
+    assert services.expire_sessions(older_than=timedelta(minutes=5)) == 1
+    session.refresh_from_db()
+    assert session.status == Status.EXPIRED
+
+
+def test_expire_sessions_honours_session_ttl_setting(settings: Any) -> None:
+    settings.ETPAY = {**settings.ETPAY, "SESSION_TTL": timedelta(minutes=1)}
+    session = make_session()
+    age(session, timedelta(minutes=2))
+    assert services.expire_sessions() == 1
+
+
+def test_late_success_after_expiry_is_paid(
+    receivers: dict[str, mock.MagicMock], django_capture_on_commit_callbacks: Any
+) -> None:
+    session = make_session()
+    age(session, timedelta(hours=2))
+    services.expire_sessions()
+    with django_capture_on_commit_callbacks(execute=True):
+        notification = services.process_notification(
+            mint_jwt(session), channel=Notification.Channel.WEBHOOK
+        )
+    assert notification.outcome == Outcome.ACCEPTED
+    session.refresh_from_db()
+    assert session.status == Status.PAID
+    assert receivers["payment_completed"].call_args.kwargs["previous_status"] == Status.EXPIRED
