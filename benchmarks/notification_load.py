@@ -55,7 +55,9 @@ def _wait_for(url: str, deadline: float) -> None:
     raise SystemExit(f"gunicorn did not start at {url}")
 
 
-def _fire(url: str, bodies: list[bytes], concurrency: int) -> tuple[float, list[float], Counter[int]]:
+def _fire(
+    url: str, bodies: list[bytes], concurrency: int
+) -> tuple[float, list[float], Counter[int]]:
     """POST every body; return (elapsed seconds, latencies in ms, status counts)."""
     latencies: list[float] = []
     codes: Counter[int] = Counter()
@@ -124,7 +126,7 @@ def main() -> int:
     garbage = [b'{"payment": "not-a-jwt"}'] * args.garbage
 
     port = _free_port()
-    gunicorn = subprocess.Popen(  # noqa: S603 - fixed argument list
+    gunicorn = subprocess.Popen(
         [
             sys.executable,
             "-m",

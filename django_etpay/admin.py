@@ -122,11 +122,7 @@ class PaymentSessionAdmin(_SessionAdminBase):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         # Every displayed field is read-only; signature_token is not editable and not listed.
-        return [
-            str(name)
-            for _title, options in self.fieldsets
-            for name in options["fields"]
-        ]
+        return [str(name) for _title, options in self.fieldsets for name in options["fields"]]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # A session only exists if ETpay was asked for it: initialize_session creates rows.
@@ -145,9 +141,7 @@ class PaymentSessionAdmin(_SessionAdminBase):
         return format_html('<a href="{}" rel="noopener">{}</a>', url, url) if url else "-"
 
     @admin.action(description=_("Ask ETpay for the current status of the selected sessions"))
-    def reconcile_selected(
-        self, request: HttpRequest, queryset: QuerySet[PaymentSession]
-    ) -> None:
+    def reconcile_selected(self, request: HttpRequest, queryset: QuerySet[PaymentSession]) -> None:
         from django_etpay.services import reconcile_session
 
         checked = failed = 0

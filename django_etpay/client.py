@@ -41,6 +41,9 @@ logger = logging.getLogger("django_etpay.client")
 INITIALIZE_PATH = "/session/initialize"
 CHECK_STATUS_PATH = "/merchant/check_payment_status"
 
+#: Longest ``token`` / ``signature_token`` accepted: the size of the columns that store them.
+MAX_TOKEN_LENGTH = 255
+
 USER_AGENT = f"django-etpay/{__version__} python-requests/{requests.__version__}"
 
 
@@ -57,12 +60,16 @@ class _Deadline:
         self.expired = False
         self._lock = threading.Lock()
         self._connection: HTTPConnection | None = None
+        self._sock: socket.socket | None = None
         self._timer = threading.Timer(seconds, self._expire)
         self._timer.daemon = True
 
     def attach(self, connection: HTTPConnection) -> None:
         with self._lock:
             self._connection = connection
+            # Keep the socket itself: on a close-delimited reply http.client drops
+            # ``connection.sock`` while the body is still being read from it.
+            self._sock = getattr(connection, "sock", None)
             if self.expired:
                 self._shutdown()
 
@@ -72,7 +79,7 @@ class _Deadline:
             self._shutdown()
 
     def _shutdown(self) -> None:
-        sock = getattr(self._connection, "sock", None)
+        sock = self._sock
         if sock is not None:
             with suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
@@ -166,9 +173,7 @@ class EtpayClient:
         self.total_timeout = float(conf.get_setting("TOTAL_TIMEOUT"))
         self.max_response_bytes = int(conf.get_setting("MAX_RESPONSE_BYTES"))
         self.session = requests.Session()
-        self.session.headers.update(
-            {"User-Agent": USER_AGENT, "Accept": "application/json"}
-        )
+        self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
         adapter = _EtpayAdapter(
             max_retries=_retry_policy(int(conf.get_setting("CONNECT_RETRIES")))
         )
@@ -224,6 +229,14 @@ class EtpayClient:
         if missing:
             raise EtpayResponseError(
                 f"ETpay's reply to session/initialize lacks {', '.join(missing)}.",
+                status_code=200,
+                outcome_unknown=True,
+            )
+        too_long = [k for k in ("token", "signature_token") if len(reply[k]) > MAX_TOKEN_LENGTH]
+        if too_long:
+            raise EtpayResponseError(
+                f"ETpay's reply to session/initialize has a {', '.join(too_long)} longer than "
+                f"{MAX_TOKEN_LENGTH} characters.",
                 status_code=200,
                 outcome_unknown=True,
             )
@@ -290,6 +303,12 @@ class EtpayClient:
                     raise self._map_exception(err, deadline, path) from None
         finally:
             _current_deadline.reset(token)
+        if deadline.expired:
+            # A close-delimited reply cut at the deadline ends like a complete one.
+            raise EtpayTimeoutError(
+                f"ETpay {path} did not complete within {deadline.seconds:g} s.",
+                outcome_unknown=True,
+            )
         elapsed_ms = (time.monotonic() - started) * 1000
         logger.info(
             "ETpay %s answered %s in %.0f ms (%d bytes)",
@@ -327,7 +346,10 @@ class EtpayClient:
     ) -> EtpayAPIError:
         # Messages name the endpoint and the failure kind only: the exception text of
         # requests can carry the URL, and the URL is safe, but the body never is.
-        if deadline.expired:
+        never_sent = isinstance(err, requests.ConnectTimeout) or (
+            isinstance(err, requests.ConnectionError) and _connection_never_opened(err)
+        )
+        if deadline.expired and not never_sent:
             return EtpayTimeoutError(
                 f"ETpay {path} did not complete within {deadline.seconds:g} s.",
                 outcome_unknown=True,

@@ -112,12 +112,14 @@ def get_merchant(alias: str | None = None) -> MerchantConfig:
     config = get_config()
     if alias:
         merchants = config.get("MERCHANTS") or {}
-        if alias not in merchants:
+        if not isinstance(merchants, dict) or alias not in merchants:
             raise EtpayConfigurationError(
                 f'Unknown ETpay merchant alias {alias!r}: add it to ETPAY["MERCHANTS"].'
             )
         source: dict[str, Any] = merchants[alias] or {}
         prefix = f'ETPAY["MERCHANTS"][{alias!r}]'
+        if not isinstance(source, dict):
+            raise EtpayConfigurationError(f"{prefix} must be a dict of credentials.")
     else:
         source = config
         prefix = "ETPAY"

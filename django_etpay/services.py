@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.dispatch import Signal
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
@@ -25,6 +25,7 @@ from django_etpay.client import EtpayClient
 from django_etpay.exceptions import (
     EtpayAPIError,
     EtpayConfigurationError,
+    EtpayResponseError,
     EtpayValidationError,
     EtpayVerificationError,
 )
@@ -195,12 +196,32 @@ def initialize_session(
         _mark_error(session, f"Internal error ({type(err).__name__}).", "internal", True)
         raise
 
+    terms_url = reply.get("terms_url")
     session.token = reply["token"]
     session.signature_token = reply["signature_token"]
-    terms_url = reply.get("terms_url")
-    session.terms_url = terms_url if isinstance(terms_url, str) else ""
+    session.terms_url = terms_url if isinstance(terms_url, str) and len(terms_url) <= 2000 else ""
     session.status = PaymentSession.Status.PENDING
-    session.save(update_fields=["token", "signature_token", "terms_url", "status", "updated_at"])
+    try:
+        # A savepoint, so that a failed save leaves a usable transaction for the error row.
+        with transaction.atomic():
+            session.save(
+                update_fields=["token", "signature_token", "terms_url", "status", "updated_at"]
+            )
+    except DatabaseError as err:
+        # ETpay created a session that cannot be stored (e.g. a token another row has). The
+        # database error is not chained: its text may quote the values it refused.
+        session.token = None
+        session.signature_token = ""
+        session.terms_url = ""
+        _mark_error(
+            session,
+            f"ETpay's session could not be stored ({type(err).__name__}).",
+            "storage",
+            outcome_unknown=True,
+        )
+        raise EtpayResponseError(
+            "ETpay's reply to session/initialize could not be stored.", outcome_unknown=True
+        ) from None
     logger.info(
         "ETpay session %s created for order %s (%d %s)",
         session.pk,

@@ -51,8 +51,12 @@ BANK_NAMES: dict[str, str] = {
 }
 
 MAX_ORDER_ID_LENGTH = 64
+#: Longest e-mail address and URL accepted: the lengths of their ``PaymentSession`` columns.
+MAX_EMAIL_LENGTH = 254
+MAX_URL_LENGTH = 2000
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
-_RUT_CHARS = re.compile(r"^\d{1,3}(?:\.?\d{3}){0,3}-?[\dkK]$")
+# At most 999.999.999: real RUTs have 8 digits, and the normalised form must fit its column.
+_RUT_CHARS = re.compile(r"^\d{1,3}(?:\.?\d{3}){0,2}-?[\dkK]$")
 
 
 def order_id(value: Any) -> str:
@@ -131,6 +135,8 @@ def email(value: Any) -> str:
     """A syntactically valid e-mail address."""
     if not isinstance(value, str):
         raise ValueError("must be an e-mail address.")
+    if len(value) > MAX_EMAIL_LENGTH:
+        raise ValueError(f"is not a valid e-mail address (over {MAX_EMAIL_LENGTH} characters).")
     try:
         EmailValidator()(value)
     except ValidationError:
@@ -142,6 +148,10 @@ def http_url(value: Any) -> str:
     """An absolute http(s) URL."""
     if not isinstance(value, str):
         raise ValueError("must be an absolute http(s) URL.")
+    if len(value) > MAX_URL_LENGTH:
+        raise ValueError(
+            f"must be an absolute http(s) URL of at most {MAX_URL_LENGTH} characters."
+        )
     try:
         URLValidator(schemes=["http", "https"])(value)
     except ValidationError:

@@ -93,12 +93,78 @@ def test_notifications_are_view_only(admin_client: Client, paid_session: Payment
     assert response.status_code == 200
     html = response.content.decode()
     assert "OC-700104" in html
-    assert reverse(
-        "admin:django_etpay_paymentsession_change", args=[paid_session.pk]
-    ) in html
+    assert reverse("admin:django_etpay_paymentsession_change", args=[paid_session.pk]) in html
     _assert_no_secret(html)
 
     assert admin_client.get(reverse("admin:django_etpay_notification_add")).status_code == 403
     delete_url = reverse("admin:django_etpay_notification_delete", args=[notification.pk])
     assert admin_client.post(delete_url, {"post": "yes"}).status_code == 403
     assert Notification.objects.filter(pk=notification.pk).exists()
+
+
+def test_reconcile_action_asks_etpay_and_applies_the_answer(
+    admin_client: Client, db: Any, mocked_responses: Any
+) -> None:
+    session = PaymentSession.objects.create(
+        environment="sandbox",
+        merchant_order_id="OC-1",
+        order_amount=5000,
+        token="tok-reconcile-1",
+        signature_token=SIGNATURE_TOKEN,
+        status=PaymentSession.Status.PENDING,
+        needs_reconciliation=True,
+    )
+    mocked_responses.post(
+        "https://api.etpay.test/merchant/check_payment_status",
+        json=[
+            {
+                "session_token": "tok-reconcile-1",
+                "merchant_order_id": "OC-1",
+                "merchant_amount": 5000,
+                "merchant_currency": "CLP",
+                "payment_token": "pay-reconcile-1",
+                "payment_status": "success",
+            }
+        ],
+    )
+    url = reverse("admin:django_etpay_paymentsession_changelist")
+    response = admin_client.post(
+        url,
+        {"action": "reconcile_selected", "_selected_action": [session.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "Checked 1 session with ETpay." in response.content.decode()
+    session.refresh_from_db()
+    assert session.status == PaymentSession.Status.PAID
+    assert session.payment_token == "pay-reconcile-1"
+    assert not session.needs_reconciliation
+    assert session.notifications.get().channel == Notification.Channel.POLL
+
+
+def test_reconcile_action_reports_etpay_failures(
+    admin_client: Client, db: Any, mocked_responses: Any
+) -> None:
+    session = PaymentSession.objects.create(
+        environment="sandbox",
+        merchant_order_id="OC-2",
+        order_amount=5000,
+        token="tok-reconcile-2",
+        signature_token=SIGNATURE_TOKEN,
+        status=PaymentSession.Status.PENDING,
+    )
+    mocked_responses.post(
+        "https://api.etpay.test/merchant/check_payment_status",
+        status=503,
+        json={"message": "maintenance"},
+    )
+    response = admin_client.post(
+        reverse("admin:django_etpay_paymentsession_changelist"),
+        {"action": "reconcile_selected", "_selected_action": [session.pk]},
+        follow=True,
+    )
+    html = response.content.decode()
+    assert "HTTP 503: maintenance" in html
+    assert "Checked 0 sessions with ETpay." in html
+    session.refresh_from_db()
+    assert session.status == PaymentSession.Status.PENDING
