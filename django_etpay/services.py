@@ -46,6 +46,7 @@ def _validate_session_input(
     user_bank_code: Any,
     user_rut: Any,
     is_rut_block: Any,
+    concat: Any,
     urls: dict[str, Any],
 ) -> dict[str, Any]:
     """Check every field, collect every problem, return the cleaned values."""
@@ -75,6 +76,8 @@ def _validate_session_input(
             errors.setdefault("is_rut_block", []).append("needs user_rut to lock.")
         else:
             cleaned["is_rut_block"] = is_rut_block
+    if concat is not None:
+        check("concat", concat, validators.concat)
     for name, value in urls.items():
         if value is not None:
             check(name, value, validators.http_url)
@@ -110,6 +113,7 @@ def initialize_session(
     payment_completed_url: str | None = None,
     payment_cancellation_url: str | None = None,
     payment_webhook_url: str | None = None,
+    concat: str | None = None,
     merchant: str | None = None,
     request: HttpRequest | None = None,
 ) -> PaymentSession:
@@ -129,6 +133,10 @@ def initialize_session(
     app's ``return`` and ``notification`` views. Without ``request`` they are not sent and
     ETpay uses the URLs configured at onboarding.
 
+    ``concat`` is the separator ETpay puts before the data it appends to the redirect URLs.
+    When it is not given and a redirect URL already carries a query string, ``"&"`` is sent,
+    so that ETpay's ``?...`` does not break the URL.
+
     Call it outside ``transaction.atomic()`` (or catch the error inside your view) if the error
     row must survive an exception that rolls your transaction back.
     """
@@ -146,6 +154,7 @@ def initialize_session(
         user_bank_code=user_bank_code,
         user_rut=user_rut,
         is_rut_block=is_rut_block,
+        concat=concat,
         urls=urls,
     )
     defaults = {
@@ -156,6 +165,11 @@ def initialize_session(
     for field, view_name in defaults.items():
         if urls[field] is None:
             urls[field] = _default_url(request, view_name)
+    if concat is None and any(
+        "?" in (urls[field] or "")
+        for field in ("payment_completed_url", "payment_cancellation_url")
+    ):
+        concat = "&"
 
     session = PaymentSession.objects.create(
         merchant=merchant_config.alias,
@@ -180,6 +194,7 @@ def initialize_session(
         "user_rut": cleaned.get("user_rut"),
         "is_rut_block": cleaned.get("is_rut_block"),
         **urls,
+        "concat": concat,
     }
     try:
         with EtpayClient(merchant) as client:

@@ -176,3 +176,13 @@ def metadata(value: Any) -> list[dict[str, Any]]:
             raise ValueError(f"entry {index}: show must be true or false.")
         cleaned.append({"name": name, "value": str(shown), "show": show})
     return cleaned
+
+
+def concat(value: Any) -> str:
+    """The separator ETpay puts before what it appends to redirect URLs: 1 to 8 visible
+    characters, such as ``"&"``."""
+    if not isinstance(value, str) or not 1 <= len(value) <= 8:
+        raise ValueError('must be 1 to 8 characters, such as "&".')
+    if _CONTROL_CHARS.search(value) or any(char.isspace() for char in value):
+        raise ValueError("must not contain spaces or control characters.")
+    return value

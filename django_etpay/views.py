@@ -85,6 +85,8 @@ class ResultIntakeMixin:
     max_body_bytes: int | None = None
     #: The key of the JWT in JSON and form bodies.
     field_name: str = "payment"
+    #: The ``Notification.Channel`` results read by this view are recorded with.
+    channel: str = Notification.Channel.WEBHOOK
 
     def get_max_body_bytes(self) -> int:
         """The body size limit in bytes."""
@@ -146,6 +148,37 @@ class ResultIntakeMixin:
         raise ResultBodyError(
             Reason.MALFORMED, f"Unsupported Content-Type {content_type[:100]!r}.", raw_body=text
         )
+
+    def receive(self, request: HttpRequest) -> tuple[Notification | None, int]:
+        """Read the result in ``request``'s body, process and record it.
+
+        Returns the stored notification (``None`` when nothing could be stored) and the HTTP
+        status to answer: 200 accepted or duplicate, 400 rejected, 413 too large, 500 when the
+        result could not be stored or applied.
+        """
+        remote_addr = self.get_remote_addr(request)
+        try:
+            try:
+                raw_jwt = self.read_jwt(request)
+            except ResultBodyError as err:
+                rejected = services.record_rejection(
+                    channel=self.channel,
+                    reason=err.reason,
+                    detail=err.detail,
+                    raw_body=err.raw_body,
+                    remote_addr=remote_addr,
+                )
+                return rejected, err.status
+            notification = services.process_notification(
+                raw_jwt, channel=self.channel, remote_addr=remote_addr
+            )
+        except Exception as err:
+            # Never a traceback to the sender; the pipeline has logged and stored what it could.
+            logger.error(
+                "ETpay %s result could not be stored (%s)", self.channel, type(err).__name__
+            )
+            return None, 500
+        return notification, 400 if notification.outcome == Outcome.REJECTED else 200
 
     @staticmethod
     def _raw_text(request: HttpRequest) -> str:
@@ -226,29 +259,11 @@ class NotificationView(ResultIntakeMixin, View):
         return transaction.non_atomic_requests(csrf_exempt(login_not_required(view)))
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        remote_addr = self.get_remote_addr(request)
         # Status policy: 200 tells ETpay to stop (accepted, or a repeat of a stored result);
         # 400 says retrying the same body cannot help, and the attempt is stored anyway; 5xx
         # only when the result could not be stored or applied, so that ETpay retries.
-        try:
-            try:
-                raw_jwt = self.read_jwt(request)
-            except ResultBodyError as err:
-                services.record_rejection(
-                    channel=self.channel,
-                    reason=err.reason,
-                    detail=err.detail,
-                    raw_body=err.raw_body,
-                    remote_addr=remote_addr,
-                )
-                return HttpResponse(status=err.status)
-            notification = services.process_notification(
-                raw_jwt, channel=self.channel, remote_addr=remote_addr
-            )
-        except Exception as err:
-            logger.error("ETpay notification could not be stored (%s)", type(err).__name__)
-            return HttpResponse(status=500)
-        return HttpResponse(status=400 if notification.outcome == Outcome.REJECTED else 200)
+        _notification, status = self.receive(request)
+        return HttpResponse(status=status)
 
 
 class ReturnView(ResultStateMixin, View):
@@ -358,26 +373,7 @@ class WidgetResultView(ResultIntakeMixin, ResultStateMixin, View):
         return transaction.non_atomic_requests(csrf_protect(login_not_required(view)))
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
-        remote_addr = self.get_remote_addr(request)
-        try:
-            try:
-                raw_jwt = self.read_jwt(request)
-            except ResultBodyError as err:
-                services.record_rejection(
-                    channel=self.channel,
-                    reason=err.reason,
-                    detail=err.detail,
-                    raw_body=err.raw_body,
-                    remote_addr=remote_addr,
-                )
-                return self.reply(None, status=err.status)
-            notification = services.process_notification(
-                raw_jwt, channel=self.channel, remote_addr=remote_addr
-            )
-        except Exception as err:
-            logger.error("ETpay widget result could not be stored (%s)", type(err).__name__)
-            return self.reply(None, status=500)
-        status = 400 if notification.outcome == Outcome.REJECTED else 200
+        notification, status = self.receive(request)
         return self.reply(notification, status=status)
 
     def reply(self, notification: Notification | None, *, status: int) -> JsonResponse:

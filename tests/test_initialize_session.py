@@ -769,3 +769,42 @@ def test_a_token_etpay_already_gave_another_session_keeps_the_row(
     first.refresh_from_db()
     assert first.status == PaymentSession.Status.PENDING
     assert first.token == "sess-init-1"
+
+
+def test_concat_is_sent_when_a_return_url_has_a_query_string(
+    mocked_responses: responses_lib.RequestsMock,
+) -> None:
+    mocked_responses.post(INIT_URL, json=REPLY)
+    initialize_session(
+        "OC-concat-1",
+        1000,
+        payment_completed_url="https://shop.test/paid?order=17",
+        payment_cancellation_url="https://shop.test/cancelled",
+    )
+    assert sent_body(mocked_responses)["concat"] == "&"
+
+
+def test_concat_is_not_sent_for_plain_urls_and_an_explicit_one_wins(
+    mocked_responses: responses_lib.RequestsMock,
+) -> None:
+    mocked_responses.post(INIT_URL, json=REPLY)
+    initialize_session("OC-concat-2", 1000, payment_completed_url="https://shop.test/paid")
+    assert "concat" not in sent_body(mocked_responses)
+
+    mocked_responses.calls.reset()
+    mocked_responses.post(INIT_URL, json={**REPLY, "token": "sess-init-2"})
+    initialize_session(
+        "OC-concat-3", 1000, payment_completed_url="https://shop.test/p?o=1", concat=";"
+    )
+    assert sent_body(mocked_responses)["concat"] == ";"
+
+
+@pytest.mark.parametrize("bad", ["", "&&&&&&&&&", " & ", "\n", 1])
+def test_a_bad_concat_is_refused_before_any_call(
+    mocked_responses: responses_lib.RequestsMock, bad: Any
+) -> None:
+    with pytest.raises(EtpayValidationError) as caught:
+        initialize_session("OC-concat-4", 1000, concat=bad)
+    assert list(caught.value.errors) == ["concat"]
+    assert not mocked_responses.calls
+    assert not PaymentSession.objects.exists()

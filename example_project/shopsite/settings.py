@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import django
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # Local demo values only: set DJANGO_SECRET_KEY and DJANGO_DEBUG=0 anywhere else.
@@ -67,8 +69,13 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": BASE_DIR / "db.sqlite3",
-        # The sandbox's webhook arrives on another thread while the payer's request runs.
-        "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+        # The sandbox's webhook arrives on another thread while the payer's request runs:
+        # wait for the lock rather than fail, and take it up front (Django 5.1+) so that a
+        # read never has to be upgraded to a write under contention.
+        "OPTIONS": {
+            "timeout": 20,
+            **({"transaction_mode": "IMMEDIATE"} if django.VERSION >= (5, 1) else {}),
+        },
         "TEST": {"NAME": BASE_DIR / "test-db.sqlite3"},
     }
 }
