@@ -8,7 +8,9 @@ deleted when the test process exits. Set ``ETPAY_TEST_DATABASE_URL``-style varia
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -40,6 +42,9 @@ def database_settings() -> dict[str, Any]:
             # which must be able to reach the data directory.
             parent = Path(tempfile.mkdtemp(prefix="etpay-pg-"))
             parent.chmod(0o755)
+            # Registered first so that it runs last (atexit is LIFO): after the server stopped
+            # and deleted its data directory.
+            atexit.register(shutil.rmtree, parent, ignore_errors=True)
             _server = get_server(parent / "data", cleanup_mode="delete")
     info = _server.get_postmaster_info()
     return {
