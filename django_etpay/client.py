@@ -15,8 +15,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from typing import Any
 
 import requests
@@ -427,13 +426,3 @@ def _reason(err: requests.ConnectionError) -> object:
 def _connection_never_opened(err: requests.ConnectionError) -> bool:
     """True when the failure happened before the request could be sent."""
     return isinstance(_reason(err), NewConnectionError | ConnectionRefusedError)
-
-
-@contextmanager
-def etpay_client(merchant: str | None = None) -> Iterator[EtpayClient]:
-    """Context manager that yields a client and closes its connections afterwards."""
-    client = EtpayClient(merchant)
-    try:
-        yield client
-    finally:
-        client.close()

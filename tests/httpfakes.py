@@ -13,7 +13,7 @@ import contextlib
 import json
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 Handler = Callable[[socket.socket, "RawServer"], None]
@@ -249,3 +249,63 @@ class Servers:
     def stop_all(self) -> None:
         for server in self._started:
             server.stop()
+
+
+class ServedProcess:
+    """A server process started by :func:`serving`; ``output`` is filled when it has stopped."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.output = ""
+
+
+@contextlib.contextmanager
+def serving(
+    args: list[str],
+    *,
+    port: int,
+    env: dict[str, str],
+    cwd: str | None = None,
+    probe: str = "/assets/funnel.css",
+    startup_seconds: float = 30,
+) -> Iterator[ServedProcess]:
+    """Run ``args`` (a server listening on 127.0.0.1:``port``) until the block ends.
+
+    Waits until ``probe`` answers (failing the test if the process exits or the deadline
+    passes), then terminates the process and keeps its combined output on the result.
+    """
+    import subprocess
+    import time
+
+    import pytest
+    import requests
+
+    process = subprocess.Popen(  # noqa: S603 - argv built by the tests themselves
+        args, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    served = ServedProcess(f"http://127.0.0.1:{port}")
+    try:
+        deadline = time.monotonic() + startup_seconds
+        while True:
+            try:
+                requests.get(f"{served.base}{probe}", timeout=1)
+                break
+            except requests.ConnectionError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    process.kill()
+                    output, _ = process.communicate(timeout=10)
+                    pytest.fail(f"{' '.join(args[1:4])} did not start:\n{output}")
+                time.sleep(0.1)
+        yield served
+    finally:
+        if process.poll() is None:
+            process.terminate()
+        served.output, _ = process.communicate(timeout=10)
+
+
+def sent_json(mock: Any, index: int = 0) -> dict[str, Any]:
+    """The JSON body of the ``index``-th request a ``responses`` mock of ETpay received."""
+    body = mock.calls[index].request.body
+    assert body is not None
+    decoded: dict[str, Any] = json.loads(body)
+    return decoded

@@ -19,7 +19,7 @@ from pytest_django import Settings as SettingsWrapper
 from responses import matchers
 
 from django_etpay import __version__
-from django_etpay.client import EtpayClient, etpay_client
+from django_etpay.client import EtpayClient
 from django_etpay.exceptions import (
     EtpayAPIError,
     EtpayConfigurationError,
@@ -29,6 +29,7 @@ from django_etpay.exceptions import (
     EtpayTimeoutError,
 )
 from tests import httpfakes
+from tests.httpfakes import sent_json
 
 API = "https://api.etpay.test"
 INIT_URL = f"{API}/session/initialize"
@@ -48,13 +49,6 @@ def point_at(settings: SettingsWrapper, url: str, **overrides: Any) -> None:
     settings.ETPAY = {**settings.ETPAY, "API_URL": url, **overrides}
 
 
-def sent_body(mock: responses_lib.RequestsMock, index: int = 0) -> dict[str, Any]:
-    body = mock.calls[index].request.body
-    assert body is not None
-    decoded: dict[str, Any] = json.loads(body)
-    return decoded
-
-
 # -- what is sent ------------------------------------------------------------------------------
 
 
@@ -66,7 +60,7 @@ def test_initialize_sends_credentials_and_required_fields_only(
     reply = EtpayClient().initialize_session(merchant_order_id="OC-1", order_amount=5000)
 
     assert reply == REPLY
-    assert sent_body(mocked_responses) == {
+    assert sent_json(mocked_responses) == {
         "merchant_code": "cl_sandbox_tests",
         "merchant_api_token": TOKEN,
         "merchant_order_id": "OC-1",
@@ -91,7 +85,7 @@ def test_initialize_sends_every_optional_field_as_given(
 
     EtpayClient().initialize_session(merchant_order_id="OC-2", order_amount=1, **optional)
 
-    body = sent_body(mocked_responses)
+    body = sent_json(mocked_responses)
     for key, value in optional.items():
         assert body[key] == value, key
     assert set(body) == {
@@ -117,7 +111,7 @@ def test_initialize_leaves_out_fields_that_are_none(
         payment_webhook_url="https://shop.test/hook",
     )
 
-    body = sent_body(mocked_responses)
+    body = sent_json(mocked_responses)
     assert "customer_email" not in body
     assert "user_rut" not in body
     # False is a value, not an absence.
@@ -206,7 +200,7 @@ def test_a_merchant_alias_uses_its_own_credentials_and_url(
 
     EtpayClient("outlet").initialize_session(merchant_order_id="OC-8", order_amount=10)
 
-    body = sent_body(mocked_responses)
+    body = sent_json(mocked_responses)
     assert body["merchant_code"] == "cl_outlet"
     assert body["merchant_api_token"] == "outlet-api-token"
 
@@ -220,7 +214,7 @@ def test_check_payment_status_sends_only_the_filters_given(
     result = EtpayClient().check_payment_status(merchant_order_id="OC-9")
 
     assert result == payments
-    assert sent_body(mocked_responses) == {
+    assert sent_json(mocked_responses) == {
         "merchant_api_token": TOKEN,
         "merchant_order_id": "OC-9",
     }
@@ -236,7 +230,7 @@ def test_check_payment_status_sends_all_three_filters(
     )
 
     assert result == []
-    assert sent_body(mocked_responses) == {
+    assert sent_json(mocked_responses) == {
         "merchant_api_token": TOKEN,
         "session_token": "s",
         "merchant_order_id": "o",
@@ -281,13 +275,13 @@ def test_client_repr_and_config_repr_hide_the_api_token() -> None:
 
 
 @pytest.mark.slow
-def test_etpay_client_context_manager_closes_its_connections(
+def test_the_client_as_context_manager_closes_its_connections(
     settings: SettingsWrapper, servers: httpfakes.Servers
 ) -> None:
     server = servers.start(httpfakes.json_server(REPLY))
     point_at(settings, server.url)
 
-    with etpay_client() as client:
+    with EtpayClient() as client:
         client.initialize_session(merchant_order_id="OC-17", order_amount=10)
         adapter = client.session.get_adapter(server.url)
         assert len(adapter.poolmanager.pools) == 1
@@ -575,7 +569,7 @@ def test_one_client_reuses_one_connection(
     server = servers.start(httpfakes.json_server(REPLY))
     point_at(settings, server.url)
 
-    with etpay_client() as client:
+    with EtpayClient() as client:
         client.initialize_session(merchant_order_id="OC-26", order_amount=10)
         client.initialize_session(merchant_order_id="OC-27", order_amount=10)
         client.initialize_session(merchant_order_id="OC-28", order_amount=10)
@@ -592,7 +586,7 @@ def test_two_clients_open_two_connections(
     point_at(settings, server.url)
 
     for order in ("OC-29", "OC-30"):
-        with etpay_client() as client:
+        with EtpayClient() as client:
             client.initialize_session(merchant_order_id=order, order_amount=10)
 
     assert server.connections == 2

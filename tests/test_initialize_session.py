@@ -31,6 +31,7 @@ from django_etpay.models import PaymentSession
 from django_etpay.services import initialize_session
 from django_etpay.validators import rut_check_digit
 from tests import httpfakes
+from tests.httpfakes import sent_json
 
 pytestmark = pytest.mark.django_db
 
@@ -71,11 +72,9 @@ def servers() -> Iterator[httpfakes.Servers]:
 
 
 def sent_body(mock: responses_lib.RequestsMock) -> dict[str, Any]:
+    """The body of the one call made: a second call would be a retry or a double send."""
     assert len(mock.calls) == 1
-    body = mock.calls[0].request.body
-    assert body is not None
-    decoded: dict[str, Any] = json.loads(body)
-    return decoded
+    return sent_json(mock)
 
 
 # -- success ----------------------------------------------------------------------------------

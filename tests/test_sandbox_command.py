@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
 from pytest_django import Settings
 
-from tests.httpfakes import closed_port
+from tests.httpfakes import closed_port, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,40 +38,20 @@ def served(tmp_path: Path) -> Iterator[str]:
     # started (such as the suite's PostgreSQL server) would be cleaned up.
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "ETPAY_TEST_DB": "sqlite"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    process = subprocess.Popen(  # noqa: S603 - fixed argv
-        [
-            sys.executable,
-            "-m",
-            "django",
-            "etpay_sandbox",
-            "--port",
-            str(port),
-            "--database",
-            str(tmp_path / "sandbox.sqlite3"),
-        ],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(f"{base}/assets/funnel.css", timeout=1)
-                break
-            except requests.ConnectionError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"manage.py etpay_sandbox did not start: {process.stdout}")
-                time.sleep(0.1)
-        yield base
-    finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=10)
-        # The credentials reach the sandbox through its environment, never its output.
-        assert django_settings.TEST_MERCHANT_API_TOKEN not in output
+    args = [
+        sys.executable,
+        "-m",
+        "django",
+        "etpay_sandbox",
+        "--port",
+        str(port),
+        "--database",
+        str(tmp_path / "sandbox.sqlite3"),
+    ]
+    with serving(args, port=port, env=env, cwd=str(tmp_path)) as served:
+        yield served.base
+    # The credentials reach the sandbox through its environment, never its output.
+    assert django_settings.TEST_MERCHANT_API_TOKEN not in served.output
 
 
 @pytest.mark.slow

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.httpfakes import closed_port
+from tests.httpfakes import closed_port, serving
 
 pytestmark = pytest.mark.slow
 
@@ -25,39 +23,20 @@ def standalone(tmp_path: Path) -> Iterator[str]:
     port = closed_port()
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     env["ETPAY_SANDBOX_MERCHANT_API_TOKEN"] = TOKEN
-    process = subprocess.Popen(  # noqa: S603 - fixed argv
-        [
-            sys.executable,
-            "-m",
-            "django_etpay.sandbox",
-            "--port",
-            str(port),
-            "--merchant-code",
-            "cl_sandbox_standalone",
-            "--database",
-            str(tmp_path / "sandbox.sqlite3"),
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(f"{base}/assets/funnel.css", timeout=1)
-                break
-            except requests.ConnectionError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("The standalone sandbox did not start.")
-                time.sleep(0.1)
-        yield base
-    finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=10)
-        assert TOKEN not in output
+    args = [
+        sys.executable,
+        "-m",
+        "django_etpay.sandbox",
+        "--port",
+        str(port),
+        "--merchant-code",
+        "cl_sandbox_standalone",
+        "--database",
+        str(tmp_path / "sandbox.sqlite3"),
+    ]
+    with serving(args, port=port, env=env) as served:
+        yield served.base
+    assert TOKEN not in served.output
 
 
 def test_standalone_sandbox_accepts_its_configured_credentials(standalone: str) -> None:

@@ -130,12 +130,6 @@ def _clean_bool(value: Any) -> bool:
     raise ValueError("must be true or false.")
 
 
-def _clean_concat(value: Any) -> str:
-    if not isinstance(value, str) or not 1 <= len(value) <= 8:
-        raise ValueError("must be a short string such as '&'.")
-    return value
-
-
 _OPTIONAL: dict[str, Callable[[Any], Any]] = {
     "customer_email": validators.email,
     "metadata": validators.metadata,
@@ -145,7 +139,7 @@ _OPTIONAL: dict[str, Callable[[Any], Any]] = {
     "payment_completed_url": validators.http_url,
     "payment_cancellation_url": validators.http_url,
     "payment_webhook_url": validators.http_url,
-    "concat": _clean_concat,
+    "concat": validators.concat,
 }
 
 
