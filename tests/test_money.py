@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import pytest
+
+from django_etpay.money import format_amount
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "expected"),
+    [
+        (0, "CLP", "$0"),
+        (990, "CLP", "$990"),
+        (6990, "CLP", "$6.990"),
+        (1234567, "clp", "$1.234.567"),
+        (-6990, "CLP", "-$6.990"),
+        (1500, "MXN", "1.500 MXN"),
+        (6990, "", "$6.990"),
+    ],
+)
+def test_format_amount(amount: int, currency: str, expected: str) -> None:
+    assert format_amount(amount, currency) == expected
+
+
+@pytest.mark.parametrize("amount", [6990.0, "6990", True, None])
+def test_format_amount_refuses_non_integers(amount: object) -> None:
+    with pytest.raises(TypeError):
+        format_amount(amount)  # type: ignore[arg-type]
