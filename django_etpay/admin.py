@@ -1,7 +1,9 @@
 """Django admin for ETpay sessions and notifications.
 
 Everything ETpay sent is read-only, ``signature_token`` appears in no list, form or search, and
-notifications are view-only (the log is append-only).
+notifications are view-only (the log is append-only). No URL parameter may filter on the key
+either: :class:`SecretLookupGuard` refuses such lookups with a 400 before they reach a query,
+and the model field refuses them again (:mod:`django_etpay.fields`) for any other admin.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
+from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
@@ -29,6 +32,28 @@ if TYPE_CHECKING:
 else:
     _SessionAdminBase = _NotificationAdminBase = admin.ModelAdmin
     _NotificationInlineBase = admin.TabularInline
+
+
+#: The fields no admin URL parameter may name, on the model or through a relation.
+SECRET_FIELDS = frozenset({"signature_token"})
+
+
+class SecretLookupGuard:
+    """Refuses every changelist lookup that names a secret field, at any depth.
+
+    Without it, ``?signature_token__startswith=<prefix>`` answered "1 result" or "0 results",
+    and a staff user could recover a whole key in a few hundred requests. The refusal is the
+    same whatever the value (Django answers 400), so nothing can be learnt from it.
+    """
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        if SECRET_FIELDS.intersection(lookup.split(LOOKUP_SEP)):
+            return False
+        parent: Any = super()
+        # Django 5.0 added the request argument; 4.2 calls lookup_allowed(lookup, value).
+        if request is None:
+            return bool(parent.lookup_allowed(lookup, value))
+        return bool(parent.lookup_allowed(lookup, value, request))
 
 
 class NotificationInline(_NotificationInlineBase):
@@ -50,7 +75,7 @@ class NotificationInline(_NotificationInlineBase):
 
 
 @admin.register(PaymentSession)
-class PaymentSessionAdmin(_SessionAdminBase):
+class PaymentSessionAdmin(SecretLookupGuard, _SessionAdminBase):
     """Sessions are created by ``initialize_session`` and changed only by verified results."""
 
     list_display = (
@@ -120,6 +145,10 @@ class PaymentSessionAdmin(_SessionAdminBase):
         (_("Timestamps"), {"fields": ("created_at", "updated_at", "paid_at", "completed_at")}),
     )
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PaymentSession]:
+        # The admin never needs the key: it is not even loaded.
+        return super().get_queryset(request).defer("signature_token")
+
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         # Every displayed field is read-only; signature_token is not editable and not listed.
         return [str(name) for _title, options in self.fieldsets for name in options["fields"]]
@@ -166,7 +195,7 @@ class PaymentSessionAdmin(_SessionAdminBase):
 
 
 @admin.register(Notification)
-class NotificationAdmin(_NotificationAdminBase):
+class NotificationAdmin(SecretLookupGuard, _NotificationAdminBase):
     """View-only: the notification log is append-only."""
 
     list_display = (

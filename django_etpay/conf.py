@@ -53,6 +53,16 @@ DEFAULTS: dict[str, Any] = {
     "NOTIFICATION_STORE_BYTES": 8 * 1024,
     # Rejected notifications stored per session, so that a stranger cannot fill the table.
     "MAX_REJECTED_PER_SESSION": 100,
+    # Verified results that change nothing (repeats, system errors, stale results) stored per
+    # session: the system-error JWT is signed with the public session token, so anyone holding
+    # a payment URL can mint one. The effect (a reconciliation flag) applies beyond the cap.
+    "MAX_DUPLICATES_PER_SESSION": 100,
+    # Rejected results that name no known session (garbage, unknown tokens) stored per hour,
+    # across the whole site; beyond it they are counted in the logs only.
+    "MAX_UNLINKED_REJECTED_PER_HOUR": 1000,
+    # Secrets that encrypt signature tokens at rest: the first encrypts, all decrypt. None
+    # derives the keys from SECRET_KEY and SECRET_KEY_FALLBACKS.
+    "SIGNATURE_KEYS": None,
     # Currency expected in results (ETpay Chile speaks CLP).
     "CURRENCY": "CLP",
     # Where the return view sends the payer; URL names or paths. None renders a template.

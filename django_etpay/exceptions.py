@@ -97,6 +97,16 @@ class EtpayResponseError(EtpayAPIError):
     code = "bad_response"
 
 
+class EtpaySecretUnavailableError(EtpayError):
+    """A stored secret (a session's ``signature_token``) cannot be decrypted.
+
+    None of the configured keys (``ETPAY["SIGNATURE_KEYS"]``, or keys derived from
+    ``SECRET_KEY`` and ``SECRET_KEY_FALLBACKS``) opens it: a key was removed too early, the
+    settings differ between servers, or the row was written by hand. The message names the
+    session, never a key or the stored value.
+    """
+
+
 class EtpayVerificationError(EtpayError, SuspiciousOperation):
     """A result from ETpay failed verification (signature, claims or cross-checks).
 

@@ -6,6 +6,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from django_etpay import conf
+from django_etpay.fields import EncryptedSecretField
 
 
 class TimestampMixin(models.Model):
@@ -26,8 +27,11 @@ class PaymentSession(TimestampMixin):
     """The current state of one ETpay payment session.
 
     The row is saved as ``initializing`` before ETpay is called, so nothing is lost if the call
-    dies. ``signature_token`` is the per-session secret that verifies ETpay's JWTs: it is kept
-    out of ``str()``, ``repr()``, the admin, logs, API responses and error messages.
+    dies. ``signature_token`` is the per-session secret that verifies ETpay's JWTs: it is
+    encrypted at rest (:mod:`django_etpay.fields`), refused by every query lookup, and kept out
+    of ``str()``, ``repr()``, the admin, logs, API responses and error messages.
+    ``stored_rejections`` and ``stored_duplicates`` count the notifications stored for the
+    session beyond its transitions, so that what a stranger can make the app store is bounded.
     """
 
     class Status(models.TextChoices):
@@ -109,13 +113,13 @@ class PaymentSession(TimestampMixin):
         blank=True,
         help_text=_("ETpay's session token; empty until ETpay returns it."),
     )
-    signature_token = models.CharField(
+    signature_token = EncryptedSecretField(
         _("signature token"),
-        max_length=255,
         blank=True,
         editable=False,
         help_text=_(
-            "Secret key for this session's JWTs. Never shown in the admin, logs, str or repr."
+            "Secret key for this session's JWTs, encrypted at rest. Never shown in the admin, "
+            "logs, str or repr, and no query may filter on it."
         ),
     )
     terms_url = models.URLField(
@@ -162,6 +166,18 @@ class PaymentSession(TimestampMixin):
         _("needs reconciliation"),
         default=False,
         help_text=_("ETpay's view of this session should be checked with a status query."),
+    )
+    stored_rejections = models.PositiveIntegerField(
+        _("rejections stored"),
+        default=0,
+        editable=False,
+        help_text=_("Rejected results stored for this session (bounded)."),
+    )
+    stored_duplicates = models.PositiveIntegerField(
+        _("repeats stored"),
+        default=0,
+        editable=False,
+        help_text=_("Results that changed nothing stored for this session (bounded)."),
     )
     paid_at = models.DateTimeField(
         _("paid at"), null=True, blank=True, help_text=_("When it became paid.")
@@ -259,6 +275,7 @@ class Notification(models.Model):
         SYSTEM_ERROR = "system_error", _("ETpay system error")
         NOT_APPLICABLE = "not_applicable", _("Does not change the status")
         INTERNAL_ERROR = "internal_error", _("Internal error")
+        KEY_UNAVAILABLE = "key_unavailable", _("Signature key cannot be decrypted")
 
     class Result(models.TextChoices):
         """The payment outcome the result reported."""

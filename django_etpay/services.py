@@ -9,11 +9,13 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
 from django.db import DatabaseError, transaction
+from django.db.models import F
 from django.dispatch import Signal
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
@@ -307,13 +309,19 @@ _PAYER_FIELDS: dict[str, tuple[str, int]] = {
 }
 
 
-def _storable_text(raw: str) -> tuple[str, bool]:
-    """``raw`` capped at ``NOTIFICATION_STORE_BYTES`` and made storable in any database.
+#: What no database text column can hold: NUL (PostgreSQL) and lone surrogates (UTF-8).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
-    PostgreSQL text cannot hold NUL characters or lone surrogates; both are replaced.
-    """
+
+def _storable(value: str) -> str:
+    """``value`` with NUL and lone surrogates replaced by U+FFFD: any database stores it."""
+    return _UNSTORABLE.sub("\ufffd", value)
+
+
+def _storable_text(raw: str) -> tuple[str, bool]:
+    """``raw`` capped at ``NOTIFICATION_STORE_BYTES`` and made storable in any database."""
     limit = int(conf.get_setting("NOTIFICATION_STORE_BYTES"))
-    encoded = raw.replace("\x00", "\ufffd").encode("utf-8", "replace")
+    encoded = _storable(raw).encode("utf-8")
     if len(encoded) <= limit:
         return encoded.decode("utf-8"), False
     return encoded[:limit].decode("utf-8", "ignore"), True
@@ -325,7 +333,7 @@ def _storable_claims(claims: Mapping[str, Any] | None) -> dict[str, Any] | None:
         return None
     try:
         text = json.dumps(dict(claims), ensure_ascii=False, allow_nan=False, default=str)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return None
     text = text.encode("utf-8", "replace").decode("utf-8").replace("\\u0000", "\\ufffd")
     if len(text) > int(conf.get_setting("NOTIFICATION_STORE_BYTES")):
@@ -345,8 +353,9 @@ def _clean_ip(value: str | None) -> str | None:
 
 
 def _claim_str(claims: Mapping[str, Any], key: str, max_length: int) -> str:
+    """A string claim, storable and cut to ``max_length``; ``""`` for anything else."""
     value = claims.get(key)
-    return value[:max_length] if isinstance(value, str) else ""
+    return _storable(value)[:max_length] if isinstance(value, str) else ""
 
 
 def _send_on_commit(signal: Signal, sender: type[Any], **kwargs: Any) -> None:
@@ -411,10 +420,12 @@ def record_rejection(
     """Store a rejected result and send ``notification_rejected`` after commit.
 
     Used by the pipeline and by views for bodies that never yield a JWT (too large, not
-    parseable). ``raw_body`` is capped at ``NOTIFICATION_STORE_BYTES``. Results naming a known
-    session are stored up to ``MAX_REJECTED_PER_SESSION`` per session; beyond that the returned
-    notification is not saved (``pk is None``), only logged, so that a stranger cannot fill the
-    table with one session's token.
+    parseable). ``raw_body`` is capped at ``NOTIFICATION_STORE_BYTES``. What a stranger can
+    make the app store is bounded: results naming a known session are stored up to
+    ``MAX_REJECTED_PER_SESSION`` per session (a counter on the session row, taken with a
+    conditional ``UPDATE``, so the bound holds under concurrency), results naming none up to
+    ``MAX_UNLINKED_REJECTED_PER_HOUR`` across the site. Beyond a bound the returned
+    notification is not saved (``pk is None``) and no signal is sent; a warning is logged.
     """
     notification = _new_notification(
         session=session,
@@ -428,19 +439,16 @@ def record_rejection(
         raw_body=raw_body,
         remote_addr=remote_addr,
     )
-    if session is not None:
-        cap = int(conf.get_setting("MAX_REJECTED_PER_SESSION"))
-        stored = Notification.objects.filter(session=session, outcome=Outcome.REJECTED)
-        if stored[:cap].count() >= cap:
+    with transaction.atomic():
+        if not _storage_budget_left(session):
             logger.warning(
-                "ETpay %s result for session %s rejected (%s), not stored: cap of %d reached",
+                "ETpay %s result for session %s rejected (%s), not stored: budget used up",
                 channel,
-                session.pk,
+                session.pk if session is not None else "unknown",
                 reason,
-                cap,
             )
             return notification
-    notification.save()
+        notification.save()
     logger.info(
         "ETpay %s result rejected (%s) for session %s",
         channel,
@@ -454,6 +462,29 @@ def record_rejection(
         reason=reason,
     )
     return notification
+
+
+def _storage_budget_left(session: PaymentSession | None) -> bool:
+    """Take one unit of the rejected-results budget; False when it is used up.
+
+    Per session, a conditional ``UPDATE ... SET stored_rejections = stored_rejections + 1
+    WHERE stored_rejections < cap``: PostgreSQL re-checks the condition after the row lock, so
+    concurrent rejections never store more than the cap. Results naming no session share an
+    hourly budget, counted from the table (a soft bound: concurrent requests may overshoot it
+    by the number of workers).
+    """
+    if session is not None:
+        cap = int(conf.get_setting("MAX_REJECTED_PER_SESSION"))
+        taken = PaymentSession.objects.filter(pk=session.pk, stored_rejections__lt=cap).update(
+            stored_rejections=F("stored_rejections") + 1
+        )
+        return taken == 1
+    cap = int(conf.get_setting("MAX_UNLINKED_REJECTED_PER_HOUR"))
+    since = timezone.now() - timedelta(hours=1)
+    recent = Notification.objects.filter(
+        session=None, outcome=Outcome.REJECTED, created_at__gte=since
+    )
+    return recent[:cap].count() < cap
 
 
 def _apply_verified(
@@ -470,7 +501,10 @@ def _apply_verified(
     ``accepted`` exactly when the status changed (so one transition, one accepted record,
     one signal); every other verified result is ``duplicate``, with a reason when it is not a
     plain repeat: ``not_applicable`` (the transition rule forbids it, or ETpay's status value
-    is unknown), ``system_error``, ``browser_not_trusted``.
+    is unknown), ``system_error``, ``browser_not_trusted``. Accepted results are always
+    stored; duplicates up to ``MAX_DUPLICATES_PER_SESSION`` per session (the system-error JWT
+    is signed with the public session token, so anyone holding a payment URL can mint them).
+    Their effect on the session (the reconciliation flag) applies beyond the cap too.
     """
     status_before = session.status
     target = _TARGET_STATUS.get(verified.result)
@@ -528,6 +562,18 @@ def _apply_verified(
                 update_fields.append(field)
         detail = f"{status_before} -> {target}."
 
+    store = signal is not None or session.stored_duplicates < int(
+        conf.get_setting("MAX_DUPLICATES_PER_SESSION")
+    )
+    if signal is None and store:
+        session.stored_duplicates += 1
+        if not update_fields:
+            # Only the counter changed: updated_at keeps saying when the session last changed.
+            PaymentSession.objects.filter(pk=session.pk).update(
+                stored_duplicates=session.stored_duplicates
+            )
+        else:
+            update_fields.append("stored_duplicates")
     if update_fields:
         session.save(update_fields=[*update_fields, "updated_at"])
     notification = _new_notification(
@@ -543,7 +589,15 @@ def _apply_verified(
         raw_body=raw_body,
         remote_addr=remote_addr,
     )
-    notification.save()
+    if store:
+        notification.save()
+    else:
+        logger.warning(
+            "ETpay %s result for session %s changes nothing (%s), not stored: budget used up",
+            channel,
+            session.pk,
+            reason or "duplicate",
+        )
     if signal is not None:
         logger.info(
             "ETpay session %s for order %s: %s -> %s (%s)",
@@ -611,6 +665,16 @@ def _run_pipeline(
         raise
     if rejection.reason == Reason.UNKNOWN_SESSION:
         session = None
+    elif rejection.reason == Reason.KEY_UNAVAILABLE and session is not None:
+        # The result cannot be verified until the keys are fixed; the status API needs no
+        # signature key, so a reconciliation settles the session meanwhile.
+        logger.error(
+            "ETpay %s result for session %s cannot be verified: its signature_token cannot be "
+            "decrypted with the configured keys (see etpay_rotate_keys)",
+            channel,
+            session.pk,
+        )
+        PaymentSession.objects.filter(pk=session.pk).update(needs_reconciliation=True)
     return record_rejection(
         channel=channel,
         reason=rejection.reason,

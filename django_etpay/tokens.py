@@ -23,8 +23,8 @@ from typing import Any, TypedDict
 import jwt
 from django.views.decorators.debug import sensitive_variables
 
-from django_etpay import conf
-from django_etpay.exceptions import EtpayVerificationError
+from django_etpay import conf, crypto
+from django_etpay.exceptions import EtpaySecretUnavailableError, EtpayVerificationError
 from django_etpay.models import Notification, PaymentSession
 
 logger = logging.getLogger("django_etpay.tokens")
@@ -118,16 +118,24 @@ def read_unverified(raw_jwt: str) -> dict[str, Any]:
         claims: dict[str, Any] = jwt.decode(
             raw_jwt.strip(), options={"verify_signature": False}, algorithms=ALGORITHMS
         )
-    except jwt.InvalidTokenError as err:
+    except Exception as err:
+        # Not only InvalidTokenError: older PyJWT releases let RecursionError (deeply nested
+        # JSON), ValueError (huge integers) and others escape. Untrusted text that cannot be
+        # parsed is malformed, whatever the parser raised.
         logger.debug("ETpay result rejected: not a JWT (%s)", type(err).__name__)
-        raise EtpayVerificationError(Reason.MALFORMED, "The result is not a JWT.") from err
+        raise EtpayVerificationError(Reason.MALFORMED, "The result is not a JWT.") from None
     return claims
 
 
 def session_token_of(claims: Mapping[str, Any]) -> str:
-    """The ``session_token`` claim, or :class:`EtpayVerificationError` (``malformed``)."""
+    """The ``session_token`` claim, or :class:`EtpayVerificationError` (``malformed``).
+
+    A usable token is a string of 1 to 255 printable characters: no stored session can have
+    another (the column holds at most 255 characters, and PostgreSQL text cannot hold NUL or a
+    lone surrogate), so anything else is refused before it reaches a query.
+    """
     token = claims.get("session_token")
-    if not isinstance(token, str) or not token or len(token) > 255:
+    if not isinstance(token, str) or not token or len(token) > 255 or not token.isprintable():
         logger.debug("ETpay result rejected: no usable session_token claim")
         raise EtpayVerificationError(
             Reason.MALFORMED, "The result carries no usable session_token claim."
@@ -162,6 +170,10 @@ def _decode(raw_jwt: str, key: str) -> dict[str, Any]:
         raise EtpayVerificationError(
             Reason.INVALID_CLAIMS, f"The result's registered claims are invalid ({err})."
         ) from err
+    except Exception as err:
+        # A parser failure PyJWT does not map (see read_unverified): malformed, never a 500.
+        logger.debug("ETpay result rejected: unparseable (%s)", type(err).__name__)
+        raise EtpayVerificationError(Reason.MALFORMED, "The result is not a valid JWT.") from None
     return claims
 
 
@@ -180,7 +192,8 @@ def verify_payment_jwt(
     and all it can do is flag the session for reconciliation.
 
     Raises :class:`EtpayVerificationError` (``bad_signature``, ``malformed``,
-    ``invalid_claims``, ``session_mismatch``).
+    ``invalid_claims``, ``session_mismatch``, and ``key_unavailable`` when the session's
+    stored key cannot be decrypted with the configured keys).
     """
     if unverified is None:
         unverified = read_unverified(raw_jwt)
@@ -192,7 +205,7 @@ def verify_payment_jwt(
         claims = _verify_system_error(raw_jwt, session)
         _check_session_token(claims, session)
         return VerifiedResult(claims=claims, result=Result.UNKNOWN, system_error=True)
-    claims = _decode(raw_jwt, session.signature_token)
+    claims = _decode(raw_jwt, _signature_key(session))
     _check_session_token(claims, session)
     if claims.get("system_error") not in (None, False):
         raise EtpayVerificationError(
@@ -203,12 +216,24 @@ def verify_payment_jwt(
     )
 
 
-def _verify_system_error(raw_jwt: str, session: PaymentSession) -> dict[str, Any]:
-    """The system-error branch: the session's ``signature_token`` or its session token."""
+def _signature_key(session: PaymentSession) -> str:
+    """The session's plain ``signature_token``; ``key_unavailable`` if it cannot be decrypted."""
     try:
-        return _decode(raw_jwt, session.signature_token)
+        return crypto.reveal(session.signature_token)
+    except EtpaySecretUnavailableError as err:
+        raise EtpayVerificationError(Reason.KEY_UNAVAILABLE, str(err)) from None
+
+
+def _verify_system_error(raw_jwt: str, session: PaymentSession) -> dict[str, Any]:
+    """The system-error branch: the session's ``signature_token`` or its session token.
+
+    A stored key that cannot be decrypted does not stop this branch: the session token still
+    verifies what ETpay signs with it.
+    """
+    try:
+        return _decode(raw_jwt, _signature_key(session))
     except EtpayVerificationError as err:
-        if err.reason != Reason.BAD_SIGNATURE or session.token is None:
+        if err.reason not in (Reason.BAD_SIGNATURE, Reason.KEY_UNAVAILABLE) or not session.token:
             raise
     # The payload verified here is the one whose system_error was read unverified: true.
     return _decode(raw_jwt, session.token)

@@ -8,6 +8,8 @@ answers with a traceback or shows a JWT or a key.
 
 from __future__ import annotations
 
+import codecs
+import functools
 import json
 import logging
 import re
@@ -15,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth import decorators as auth_decorators
-from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.core.exceptions import BadRequest, RequestDataTooBig, SuspiciousOperation
 from django.db import transaction
 from django.http import (
     HttpRequest,
@@ -24,6 +26,7 @@ from django.http import (
     JsonResponse,
     QueryDict,
     RawPostDataException,
+    UnreadablePostError,
 )
 from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import redirect, resolve_url
@@ -53,8 +56,22 @@ login_not_required: Callable[[_ViewFunc], _ViewFunc] = getattr(
 JWT_PATTERN = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
 
 _JSON_TYPES = ("application/json", "text/json")
-_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_URLENCODED = "application/x-www-form-urlencoded"
+_MULTIPART = "multipart/form-data"
 _BARE_TYPES = ("", "text/plain", "application/octet-stream", "application/jwt")
+
+#: Where a body read once (by the CSRF guard or the view) is kept on the request.
+_BODY_ATTR = "_django_etpay_body"
+
+#: Errors Django raises while parsing a body it was sent: bad input, never a 500.
+_BODY_ERRORS: tuple[type[Exception], ...] = (
+    BadRequest,
+    SuspiciousOperation,
+    MultiPartParserError,
+    UnreadablePostError,
+    UnicodeError,
+    ValueError,
+)
 
 Outcome = Notification.Outcome
 Reason = Notification.Reason
@@ -99,26 +116,85 @@ class ResultIntakeMixin:
         value = request.META.get("REMOTE_ADDR")
         return value if isinstance(value, str) else None
 
-    def read_jwt(self, request: HttpRequest) -> str:
-        """Return the JWT in ``request``'s body or raise :class:`ResultBodyError`."""
+    def read_body(self, request: HttpRequest) -> bytes:
+        """The raw body, at most :meth:`get_max_body_bytes` long, or :class:`ResultBodyError`.
+
+        A declared ``Content-Length`` over the limit is refused without reading. A chunked
+        body (no ``Content-Length``) is read from the server's stream when the server marks
+        it as terminated (``wsgi.input_terminated``: gunicorn, and any server that
+        de-chunks); a server that cannot hand it over gets a 503, so that the sender retries
+        instead of giving up on a result that was never read.
+        """
+        cached: bytes | None = getattr(request, _BODY_ATTR, None)
+        if cached is not None:
+            return cached
+        limit = self.check_declared_length(request)
+        chunked = "chunked" in str(request.META.get("HTTP_TRANSFER_ENCODING", "")).lower()
+        if chunked and not request.META.get("CONTENT_LENGTH") and "wsgi.input" in request.META:
+            body = self._read_chunked(request, limit)
+        else:
+            try:
+                body = request.body
+            except RequestDataTooBig:
+                raise ResultBodyError(Reason.TOO_LARGE, "Body too large.", status=413) from None
+            except RawPostDataException:
+                # A multipart body already parsed (by the CSRF check): only request.POST has it.
+                body = b""
+            except UnreadablePostError:
+                raise ResultBodyError(
+                    Reason.MALFORMED, "The body could not be read.", status=503
+                ) from None
+        setattr(request, _BODY_ATTR, body)
+        return body
+
+    def check_declared_length(self, request: HttpRequest) -> int:
+        """Refuse a declared ``Content-Length`` over the limit, unread; return the limit."""
         limit = self.get_max_body_bytes()
-        declared = request.META.get("CONTENT_LENGTH") or "0"
         try:
-            length = int(declared)
+            length = int(request.META.get("CONTENT_LENGTH") or "0")
         except ValueError:
             raise ResultBodyError(Reason.MALFORMED, "Invalid Content-Length.") from None
         if length > limit:
             raise ResultBodyError(
                 Reason.TOO_LARGE, f"Body of {length} bytes exceeds {limit}.", status=413
             )
+        return limit
+
+    @staticmethod
+    def _read_chunked(request: HttpRequest, limit: int) -> bytes:
+        if not request.META.get("wsgi.input_terminated"):
+            logger.warning(
+                "ETpay result sent chunked to a server that cannot hand over chunked bodies; "
+                "answering 503 so that it is sent again (see the deployment notes)"
+            )
+            raise ResultBodyError(
+                Reason.MALFORMED,
+                "Chunked body this server cannot read (no wsgi.input_terminated).",
+                status=503,
+            )
+        try:
+            body: bytes = request.META["wsgi.input"].read(limit + 1)
+        except (OSError, ValueError):
+            raise ResultBodyError(
+                Reason.MALFORMED, "The chunked body could not be read.", status=503
+            ) from None
+        if len(body) > limit:
+            raise ResultBodyError(
+                Reason.TOO_LARGE, f"Chunked body exceeds {limit} bytes.", status=413
+            )
+        return body
+
+    def read_jwt(self, request: HttpRequest) -> str:
+        """Return the JWT in ``request``'s body or raise :class:`ResultBodyError`."""
         content_type = (request.content_type or "").lower()
-        if content_type in _FORM_TYPES:
-            # Read through request.POST: CSRF middleware may already have consumed the stream.
+        if content_type == _MULTIPART:
+            # Read through request.POST: the CSRF check may already have consumed the stream.
+            self.check_declared_length(request)
             try:
                 value = request.POST.get(self.field_name)
             except RequestDataTooBig:
                 raise ResultBodyError(Reason.TOO_LARGE, "Body too large.", status=413) from None
-            except (MultiPartParserError, SuspiciousOperation):
+            except _BODY_ERRORS:
                 value = None
             if not value:
                 raise ResultBodyError(
@@ -127,14 +203,13 @@ class ResultIntakeMixin:
                     raw_body=self._raw_text(request),
                 )
             return value.strip()
-        try:
-            body = request.body
-        except RequestDataTooBig:
-            raise ResultBodyError(Reason.TOO_LARGE, "Body too large.", status=413) from None
+        body = self.read_body(request)
         text = body.decode("utf-8", "replace")
         if not body.strip():
             raise ResultBodyError(Reason.MALFORMED, "Empty body.")
         stripped = text.strip()
+        if content_type == _URLENCODED:
+            return self._from_form(body, (request.content_params or {}).get("charset"), text)
         if content_type in _JSON_TYPES or content_type.endswith("+json"):
             return self._from_json(stripped, text)
         if content_type in _BARE_TYPES:
@@ -142,8 +217,7 @@ class ResultIntakeMixin:
             if stripped.startswith("{"):
                 return self._from_json(stripped, text)
             if stripped.startswith(f"{self.field_name}="):
-                value = QueryDict(stripped).get(self.field_name) or ""
-                return value.strip()
+                return self._from_form(body, None, text)
             return stripped
         raise ResultBodyError(
             Reason.MALFORMED, f"Unsupported Content-Type {content_type[:100]!r}.", raw_body=text
@@ -187,6 +261,14 @@ class ResultIntakeMixin:
         except RawPostDataException:
             return ""
 
+    def _from_form(self, body: bytes, charset: str | None, text: str) -> str:
+        value = lenient_form(body, charset).get(self.field_name)
+        if not value:
+            raise ResultBodyError(
+                Reason.MALFORMED, f"No {self.field_name!r} form field.", raw_body=text
+            )
+        return value.strip()
+
     def _from_json(self, stripped: str, text: str) -> str:
         try:
             data: Any = json.loads(stripped)
@@ -206,6 +288,26 @@ class ResultIntakeMixin:
         return value.strip()
 
 
+def lenient_form(body: bytes, charset: str | None) -> QueryDict:
+    """A urlencoded body as a ``QueryDict``, in whatever charset it declares.
+
+    Django 5.1+ refuses urlencoded bodies that declare a charset other than UTF-8 (and raises
+    while doing so, from any code that reads ``request.POST``, the CSRF check included). A JWT
+    is ASCII in every charset, so the body is decoded with the declared charset when Python
+    knows it, as UTF-8 otherwise, and undecodable bytes are replaced: what is not a JWT is then
+    rejected as malformed like any other bad body.
+    """
+    try:
+        codec = codecs.lookup(charset).name if charset else "utf-8"
+    except LookupError:
+        codec = "utf-8"
+    try:
+        return QueryDict(body.decode(codec, "replace"), encoding=codec)
+    except _BODY_ERRORS:
+        # Too many fields, or a codec that cannot decode at all: no usable form.
+        return QueryDict()
+
+
 class ResultStateMixin:
     """Turns a stored result into what the payer is told and where they are sent."""
 
@@ -213,9 +315,27 @@ class ResultStateMixin:
     success_url: str | None = None
     failure_url: str | None = None
 
+    @staticmethod
+    def proves_nothing(notification: Notification | None) -> bool:
+        """Whether ``notification`` gives no ground to tell its sender anything.
+
+        A rejected result proves nothing, and neither does ETpay's system-error JWT: it is
+        signed with the session token, which is part of the payment URL, so anyone may mint
+        one. Answering such a result with the session's status would let a stranger read the
+        status of any session whose URL they saw.
+        """
+        return (
+            notification is None
+            or notification.outcome == Outcome.REJECTED
+            or notification.reason == Reason.SYSTEM_ERROR
+        )
+
     def get_state(self, notification: Notification | None) -> str:
-        """``paid``, ``failed``, ``pending`` (verified, not final yet) or ``unknown``."""
-        if notification is None or notification.outcome == Outcome.REJECTED:
+        """``paid``, ``failed``, ``pending`` (verified, not final yet) or ``unknown``.
+
+        ``unknown`` for every result that :meth:`proves_nothing`.
+        """
+        if notification is None or self.proves_nothing(notification):
             return "unknown"
         session = notification.session
         if session is not None and session.status == PaymentSession.Status.PAID:
@@ -230,12 +350,16 @@ class ResultStateMixin:
         """Where to send the payer, or ``None`` to render the template.
 
         Success-like states (``paid``, or a verified success not applied yet) go to the
-        success URL, failures and ETpay system errors to the failure URL. Nothing from the
-        result is appended: override this to add your own order reference.
+        success URL, failures and ETpay system errors to the failure URL. A system error goes
+        there whatever the session's status, so that the redirect reveals nothing either.
+        Rejected results render the template. Nothing from the result is appended: override
+        this to add your own order reference.
         """
-        if state == "unknown" or notification is None:
+        if notification is None or notification.outcome == Outcome.REJECTED:
             return None
-        if state == "paid" or notification.result == Result.SUCCESS:
+        if state == "paid" or (
+            notification.result == Result.SUCCESS and notification.reason != Reason.SYSTEM_ERROR
+        ):
             target = self.success_url or conf.get_setting("SUCCESS_URL")
         else:
             target = self.failure_url or conf.get_setting("FAILURE_URL")
@@ -313,10 +437,14 @@ class ReturnView(ResultStateMixin, View):
         return value if isinstance(value, str) else None
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        raw_jwt = self.find_jwt(request, kwargs.get("jwt"))
+        remote_addr = self.get_remote_addr(request)
+        try:
+            raw_jwt = self.find_jwt(request, kwargs.get("jwt"))
+        except _BODY_ERRORS as err:
+            # A query string Django refuses to parse (too many fields...): bad input, stored.
+            return self._reject(request, Reason.MALFORMED, type(err).__name__, remote_addr)
         if raw_jwt is None:
             return self.render_result(request, None, status=200)
-        remote_addr = self.get_remote_addr(request)
         limit = int(conf.get_setting("NOTIFICATION_MAX_BYTES"))
         try:
             if len(raw_jwt) > limit:
@@ -340,17 +468,34 @@ class ReturnView(ResultStateMixin, View):
         status = 400 if notification.outcome == Outcome.REJECTED else 200
         return self.render_result(request, notification, status=status)
 
+    def _reject(
+        self, request: HttpRequest, reason: str, why: str, remote_addr: str | None
+    ) -> HttpResponseBase:
+        try:
+            services.record_rejection(
+                channel=self.channel,
+                reason=reason,
+                detail=f"The return URL could not be read ({why}).",
+                remote_addr=remote_addr,
+            )
+        except Exception as err:
+            logger.error("ETpay return result could not be stored (%s)", type(err).__name__)
+            return self.render_result(request, None, status=500)
+        return self.render_result(request, None, status=400)
+
     def render_result(
         self, request: HttpRequest, notification: Notification | None, *, status: int
     ) -> TemplateResponse:
-        """Render :attr:`template_name` for ``notification`` (``None``: result unknown)."""
-        session = None
-        if notification is not None and notification.outcome != Outcome.REJECTED:
-            session = notification.session
+        """Render :attr:`template_name` for ``notification`` (``None``: result unknown).
+
+        ``session`` is ``None`` in the context for a result that proves nothing.
+        """
+        state = self.get_state(notification)
+        session = notification.session if notification is not None and state != "unknown" else None
         context = {
             "session": session,
             "notification": notification,
-            "state": self.get_state(notification),
+            "state": state,
             "result": notification.result if notification is not None else "",
         }
         return TemplateResponse(request, self.template_name, context, status=status)
@@ -370,7 +515,59 @@ class WidgetResultView(ResultIntakeMixin, ResultStateMixin, View):
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Callable[..., HttpResponseBase]:
         view = super().as_view(**initkwargs)
-        return transaction.non_atomic_requests(csrf_protect(login_not_required(view)))
+        protected = csrf_protect(view)
+
+        @functools.wraps(view)
+        def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            return cls(**initkwargs).check_body_then_csrf(request, protected, *args, **kwargs)
+
+        # The CSRF middleware skips this view: the same check runs inside it (csrf_protect),
+        # after the body has been read, so that a body Django cannot parse is a stored
+        # rejection answered in JSON instead of an exception raised by the middleware.
+        return transaction.non_atomic_requests(csrf_exempt(login_not_required(guarded)))
+
+    def check_body_then_csrf(
+        self,
+        request: HttpRequest,
+        protected: Callable[..., HttpResponseBase],
+        *args: Any,
+        **kwargs: Any,
+    ) -> HttpResponseBase:
+        """Bound and parse the body, then run the CSRF-protected view.
+
+        A urlencoded body is parsed leniently (:func:`lenient_form`) before the CSRF check
+        reads ``request.POST``, so that any charset works; a body over the limit, or one
+        Django cannot parse (a broken multipart body...), is stored as rejected and answered
+        with the usual JSON instead of an error page.
+        """
+        try:
+            if request.method == "POST":
+                self.check_declared_length(request)
+                if (request.content_type or "").lower() == _URLENCODED:
+                    body = self.read_body(request)
+                    charset = (request.content_params or {}).get("charset")
+                    request.POST = lenient_form(body, charset)  # type: ignore[assignment]
+            return protected(request, *args, **kwargs)
+        except ResultBodyError as err:
+            failure = err
+        except RequestDataTooBig:
+            failure = ResultBodyError(Reason.TOO_LARGE, "Body too large.", status=413)
+        except _BODY_ERRORS as err:
+            failure = ResultBodyError(
+                Reason.MALFORMED, f"The body could not be parsed ({type(err).__name__})."
+            )
+        try:
+            notification: Notification | None = services.record_rejection(
+                channel=self.channel,
+                reason=failure.reason,
+                detail=failure.detail,
+                raw_body=failure.raw_body,
+                remote_addr=self.get_remote_addr(request),
+            )
+        except Exception as err:
+            logger.error("ETpay widget result could not be stored (%s)", type(err).__name__)
+            return self.reply(None, status=500)
+        return self.reply(notification, status=failure.status)
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
         notification, status = self.receive(request)

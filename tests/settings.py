@@ -25,6 +25,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_etpay",
     "django_etpay.sandbox",
+    "tests.testshop",
 ]
 
 MIDDLEWARE = [

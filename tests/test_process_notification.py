@@ -119,13 +119,19 @@ def test_accepted_notification_costs_three_queries(
     assert notification.outcome == Outcome.ACCEPTED
 
 
-def test_duplicate_costs_two_queries(django_assert_num_queries: Any, run: Run) -> None:
+def test_duplicate_costs_three_queries(django_assert_num_queries: Any, run: Run) -> None:
     session = make_session()
     raw = mint_jwt(session)
     run(raw)
-    with django_assert_num_queries(4):
+    # SELECT ... FOR UPDATE, UPDATE the stored-duplicates counter, INSERT notification; plus
+    # the savepoint pair. The counter update leaves updated_at alone.
+    updated_at = reload(session).updated_at
+    with django_assert_num_queries(5):
         notification = services.process_notification(raw, channel=Channel.WEBHOOK)
     assert notification.outcome == Outcome.DUPLICATE
+    session = reload(session)
+    assert session.stored_duplicates == 1
+    assert session.updated_at == updated_at
 
 
 def test_same_result_twice_is_a_duplicate_without_signal(
