@@ -7,8 +7,12 @@ Ids are stable; a retired id is listed here and never reused.
 - ``django_etpay.E003``: ``TIMEOUT`` / ``TOTAL_TIMEOUT`` are not positive numbers.
 - ``django_etpay.E004``: ``API_URL`` or ``PMT_URL`` is not https outside the sandbox.
 - ``django_etpay.E005``: the local sandbox is mounted with ``ENVIRONMENT = "production"``.
+- ``django_etpay.E006``: ``SIGNATURE_KEYS`` is set but is not a list of non-empty strings.
 - ``django_etpay.W001``: ``ENVIRONMENT = "production"`` while ``DEBUG`` is on.
 - ``django_etpay.W002``: ``MERCHANTS`` is not a dict of dicts.
+- ``django_etpay.W003``: a ``SIGNATURE_KEYS`` secret is shorter than 32 characters.
+- ``django_etpay.W004``: a ModelAdmin names ``signature_token`` (list, filter, search, ordering,
+  fields): the field refuses every lookup, and no admin page should show it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ def register() -> None:
     """Register every check of this module (called from ``AppConfig.ready``)."""
     checks.register(check_settings, checks.Tags.security)
     checks.register(check_sandbox, checks.Tags.security, checks.Tags.urls)
+    checks.register(check_admin_secrets, checks.Tags.admin)
 
 
 def _accounts(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -100,6 +105,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 )
             )
 
+    errors.extend(_check_signature_keys(config.get("SIGNATURE_KEYS")))
+
     if not _valid_timeouts(config.get("TIMEOUT"), config.get("TOTAL_TIMEOUT")):
         errors.append(
             checks.Error(
@@ -109,6 +116,95 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             )
         )
     return errors
+
+
+#: Shortest signature-key secret that does not draw a warning.
+MIN_SIGNATURE_KEY_LENGTH = 32
+
+
+def _check_signature_keys(keys: Any) -> list[checks.CheckMessage]:
+    """``SIGNATURE_KEYS``: None (keys derived from SECRET_KEY) or a list of long secrets."""
+    if keys is None:
+        return []
+    if (
+        isinstance(keys, str)
+        or not isinstance(keys, list | tuple)
+        or not keys
+        or not all(isinstance(key, str) and key for key in keys)
+    ):
+        return [
+            checks.Error(
+                'ETPAY["SIGNATURE_KEYS"] must be a non-empty list of secret strings, the '
+                "current one first (or None to derive the keys from SECRET_KEY).",
+                id="django_etpay.E006",
+            )
+        ]
+    short = [index for index, key in enumerate(keys) if len(key) < MIN_SIGNATURE_KEY_LENGTH]
+    if short:
+        return [
+            checks.Warning(
+                f'ETPAY["SIGNATURE_KEYS"] entries {short} are shorter than '
+                f"{MIN_SIGNATURE_KEY_LENGTH} characters.",
+                hint='Use long random secrets, e.g. python -c "import secrets; '
+                'print(secrets.token_urlsafe(48))".',
+                id="django_etpay.W003",
+            )
+        ]
+    return []
+
+
+#: ModelAdmin options that name fields, and so could expose or query a secret.
+_ADMIN_OPTIONS = (
+    "list_display",
+    "list_display_links",
+    "list_filter",
+    "search_fields",
+    "ordering",
+    "sortable_by",
+    "fields",
+    "readonly_fields",
+    "list_editable",
+    "date_hierarchy",
+    "raw_id_fields",
+    "autocomplete_fields",
+)
+
+
+def _names(option: Any) -> list[str]:
+    if isinstance(option, str):
+        return [option]
+    names: list[str] = []
+    for item in option or ():
+        if isinstance(item, str):
+            names.append(item)
+        elif isinstance(item, list | tuple) and item and isinstance(item[0], str):
+            names.append(item[0])
+    return names
+
+
+def check_admin_secrets(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """No ModelAdmin, on any admin site, may name ``signature_token``."""
+    from django.contrib.admin.sites import all_sites
+    from django.db.models.constants import LOOKUP_SEP
+
+    found: list[checks.CheckMessage] = []
+    for site in list(all_sites):
+        for model, model_admin in site._registry.items():
+            for option in _ADMIN_OPTIONS:
+                for name in _names(getattr(model_admin, option, None)):
+                    parts = name.lstrip("-=^@").split(LOOKUP_SEP)
+                    if "signature_token" in parts:
+                        found.append(
+                            checks.Warning(
+                                f"{type(model_admin).__name__}.{option} names {name!r} "
+                                f"(admin site {site.name!r}).",
+                                hint="signature_token is a secret: it refuses every lookup "
+                                "and must not appear on an admin page.",
+                                obj=model,
+                                id="django_etpay.W004",
+                            )
+                        )
+    return found
 
 
 def _positive(value: Any) -> bool:

@@ -50,11 +50,15 @@ def key_secrets() -> list[str]:
     """
     configured: Any = conf.get_setting("SIGNATURE_KEYS")
     if configured:
-        if isinstance(configured, str) or not isinstance(configured, Sequence):
+        if (
+            isinstance(configured, str)
+            or not isinstance(configured, Sequence)
+            or not all(isinstance(secret, str) and secret for secret in configured)
+        ):
             raise EtpayConfigurationError(
                 'ETPAY["SIGNATURE_KEYS"] must be a list of secret strings, the newest first.'
             )
-        return [str(secret) for secret in configured]
+        return list(configured)
     fallbacks: Any = getattr(settings, "SECRET_KEY_FALLBACKS", None) or []
     return [str(settings.SECRET_KEY), *(str(secret) for secret in fallbacks)]
 
@@ -77,7 +81,7 @@ def _fernet_for(secrets_in_order: tuple[str, ...]) -> MultiFernet:
 def get_fernet() -> MultiFernet:
     """The cached :class:`~cryptography.fernet.MultiFernet` of the configured keys."""
     secrets_in_order = tuple(key_secrets())
-    if not secrets_in_order or not all(secrets_in_order):
+    if not all(secrets_in_order):
         raise EtpayConfigurationError(
             'No key to encrypt signature tokens with: set ETPAY["SIGNATURE_KEYS"] or SECRET_KEY.'
         )
@@ -105,7 +109,8 @@ def is_current(stored: str) -> bool:
     """Whether ``stored`` is encrypted with the first (current) key."""
     if not stored.startswith(PREFIX):
         return False
-    primary = Fernet(derive_key(key_secrets()[0]))
+    get_fernet()  # the same configuration errors as everywhere else
+    primary = _fernet_for((key_secrets()[0],))
     try:
         primary.decrypt(stored[len(PREFIX) :].encode("ascii"))
     except (InvalidToken, UnicodeError, ValueError):
