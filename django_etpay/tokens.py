@@ -253,10 +253,12 @@ def result_from_status_entry(entry: Mapping[str, Any]) -> VerifiedResult:
     """Normalise one entry of ETpay's status API, which carries no signature.
 
     The entry came over TLS in reply to a call authenticated with the merchant's API token,
-    so it is as trusted as a verified JWT; the same cross-checks apply.
+    so it is as trusted as a verified JWT; the same cross-checks apply. An entry whose
+    ``system_error`` is anything but absent or ``false`` (``"true"``, ``1``...) is read as a
+    system error: its payment outcome is unknown, whatever ``payment_status`` says.
     """
     claims = dict(entry)
-    if claims.get("system_error") is True:
+    if claims.get("system_error") not in (None, False):
         return VerifiedResult(claims=claims, result=Result.UNKNOWN, system_error=True)
     return VerifiedResult(
         claims=claims, result=normalise_payment_status(claims.get("payment_status"))

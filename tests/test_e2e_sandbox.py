@@ -37,6 +37,15 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = DEADLINE
     pytest.fail(f"Timed out after {timeout:g} s waiting for {what}.")
 
 
+def sent(receiver: mock.Mock, times: int = 1) -> Callable[[], bool]:
+    """A condition: ``receiver`` has been called ``times`` times.
+
+    The status is committed before the on-commit callbacks of the server's thread run, so
+    seeing the new status is not enough: wait for the signal itself.
+    """
+    return lambda: receiver.call_count >= times
+
+
 def status_of(session: PaymentSession) -> str:
     session.refresh_from_db()
     return session.status
@@ -92,7 +101,8 @@ def test_full_payment(base_url: str, received: dict[str, mock.Mock]) -> None:
 
     redirect = pay(session)
 
-    wait_for(lambda: status_of(session) == "paid", "the webhook to mark the session paid")
+    wait_for(sent(received["completed"]), "payment_completed after the webhook")
+    assert status_of(session) == "paid"
     assert webhooks(session).get().outcome == Notification.Outcome.ACCEPTED
     assert session.payment_token
     assert session.payer_rut == "111111111"
@@ -110,7 +120,8 @@ def test_full_payment(base_url: str, received: dict[str, mock.Mock]) -> None:
 def test_rejection_ends_failed(base_url: str, received: dict[str, mock.Mock]) -> None:
     session = start(base_url)
     redirect = pay(session, action="reject")
-    wait_for(lambda: status_of(session) == "failed", "the webhook to mark the session failed")
+    wait_for(sent(received["failed"]), "payment_failed after the webhook")
+    assert status_of(session) == "failed"
     assert "jwt=" in redirect.headers["Location"]
     assert received["failed"].call_count == 1
     assert received["completed"].call_count == 0
@@ -149,7 +160,8 @@ def test_late_webhook_pays_once_it_arrives(base_url: str, received: dict[str, mo
     pay(session, faults="late=1")
     # The sandbox waits 1 s before delivering: the session is still pending right after.
     assert status_of(session) == "pending"
-    wait_for(lambda: status_of(session) == "paid", "the late webhook", timeout=DEADLINE)
+    wait_for(sent(received["completed"]), "payment_completed after the late webhook")
+    assert status_of(session) == "paid"
     assert received["completed"].call_count == 1
 
 

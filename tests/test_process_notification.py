@@ -237,20 +237,141 @@ def test_browser_results_change_status_by_default(run: Run, channel: str) -> Non
 
 
 @pytest.mark.parametrize("channel", [Channel.REDIRECT, Channel.WIDGET])
+@pytest.mark.parametrize("status", [True, False])
 def test_untrusted_browser_results_are_recorded_only(
-    run: Run, settings: Any, receivers: dict[str, mock.MagicMock], channel: str
+    run: Run,
+    settings: Any,
+    receivers: dict[str, mock.MagicMock],
+    channel: str,
+    status: bool,
 ) -> None:
     settings.ETPAY = {**settings.ETPAY, "ACCEPT_BROWSER_RESULTS": False}
     session = make_session()
-    notification = run(mint_jwt(session), channel=channel)
+    notification = run(mint_jwt(session, payment_status=status), channel=channel)
     assert (notification.outcome, notification.reason) == (
         Outcome.DUPLICATE,
         Reason.BROWSER_NOT_TRUSTED,
     )
-    assert notification.result == Notification.Result.SUCCESS
-    assert reload(session).status == Status.PENDING
+    assert notification.result == (
+        Notification.Result.SUCCESS if status else Notification.Result.FAILURE
+    )
+    session = reload(session)
+    assert session.status == Status.PENDING
+    # The browser said something the server has not heard yet: ask ETpay.
+    assert session.needs_reconciliation is True
     receivers["payment_completed"].assert_not_called()
-    assert run(mint_jwt(session)).outcome == Outcome.ACCEPTED
+    receivers["payment_failed"].assert_not_called()
+    assert run(mint_jwt(session, payment_status=status)).outcome == Outcome.ACCEPTED
+    # The webhook settles it, and with it the question.
+    assert reload(session).needs_reconciliation is False
+
+
+def test_untrusted_browser_repeat_of_a_settled_result_flags_nothing(
+    run: Run, settings: Any
+) -> None:
+    settings.ETPAY = {**settings.ETPAY, "ACCEPT_BROWSER_RESULTS": False}
+    session = make_session()
+    raw = mint_jwt(session)
+    run(raw)
+    notification = run(raw, channel=Channel.REDIRECT)
+    assert (notification.outcome, notification.reason) == (Outcome.DUPLICATE, "")
+    assert reload(session).needs_reconciliation is False
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        False,
+        "false",
+        "failure",
+        "failed",
+        "fail",
+        "error",
+        "rejected",
+        "declined",
+        "cancelled",
+        "canceled",
+        " Declined ",
+    ],
+)
+def test_every_failure_spelling_fails_the_session(
+    run: Run, receivers: dict[str, mock.MagicMock], spelling: object
+) -> None:
+    session = make_session()
+    notification = run(mint_jwt(session, payment_status=spelling))
+    assert notification.outcome == Outcome.ACCEPTED
+    assert notification.result == Notification.Result.FAILURE
+    assert reload(session).status == Status.FAILED
+    receivers["payment_failed"].assert_called_once()
+    receivers["payment_completed"].assert_not_called()
+
+
+@pytest.mark.parametrize("key_of", ["token", "signature_token"])
+@pytest.mark.parametrize("status", [Status.PENDING, Status.EXPIRED, Status.FAILED])
+def test_system_error_with_payment_status_true_never_pays(
+    run: Run, receivers: dict[str, mock.MagicMock], key_of: str, status: str
+) -> None:
+    session = make_session(status=status)
+    claims = mint_payment_claims(session, system_error=True, payment_status=True)
+    notification = run(sign(claims, getattr(session, key_of)))
+    assert (notification.outcome, notification.reason) == (Outcome.DUPLICATE, Reason.SYSTEM_ERROR)
+    assert notification.result == Notification.Result.UNKNOWN
+    session = reload(session)
+    assert session.status == status
+    assert session.paid_at is None
+    assert session.needs_reconciliation is True
+    receivers["payment_completed"].assert_not_called()
+
+
+def test_system_error_on_a_paid_session_flags_nothing(run: Run) -> None:
+    session = make_session()
+    run(mint_jwt(session))
+    notification = run(mint_system_error_jwt(session))
+    assert notification.reason == Reason.SYSTEM_ERROR
+    session = reload(session)
+    assert (session.status, session.needs_reconciliation) == (Status.PAID, False)
+
+
+def test_rejected_rows_keep_the_forensic_fields(run: Run) -> None:
+    session = make_session(status=Status.EXPIRED)
+    raw = mint_jwt(session, key="someone-elses-key-0123456789abcdefghijklmnop")
+    notification = run(raw, remote_addr="198.51.100.23")
+    notification.refresh_from_db()
+    assert (notification.outcome, notification.reason) == (Outcome.REJECTED, Reason.BAD_SIGNATURE)
+    assert notification.raw_body == raw
+    assert notification.raw_body_truncated is False
+    assert notification.remote_addr == "198.51.100.23"
+    assert (notification.status_before, notification.status_after) == ("expired", "expired")
+    assert notification.session_id == session.pk
+    assert notification.channel == Channel.WEBHOOK
+    assert notification.result == ""
+    assert notification.claims is not None
+    assert notification.claims["merchant_order_id"] == session.merchant_order_id
+    assert notification.payment_token == f"pay-{session.token[-12:]}"
+    assert "signature" in notification.detail
+
+
+def test_rejected_row_without_a_session_keeps_what_arrived(run: Run) -> None:
+    notification = run("not even a jwt", remote_addr="2001:db8::7")
+    notification.refresh_from_db()
+    assert (notification.outcome, notification.reason) == (Outcome.REJECTED, Reason.MALFORMED)
+    assert notification.raw_body == "not even a jwt"
+    assert notification.remote_addr == "2001:db8::7"
+    assert (notification.status_before, notification.status_after) == ("", "")
+    assert notification.session_id is None
+    assert notification.claims is None
+
+
+def test_duplicate_rows_keep_the_status_they_saw(run: Run) -> None:
+    session = make_session()
+    raw = mint_jwt(session)
+    run(raw)
+    notification = run(raw, remote_addr="203.0.113.99")
+    notification.refresh_from_db()
+    assert (notification.status_before, notification.status_after) == ("paid", "paid")
+    assert notification.raw_body == raw
+    assert notification.remote_addr == "203.0.113.99"
+    assert notification.detail == "Already paid."
 
 
 def test_mismatch_is_rejected_stored_and_signalled(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 import responses as responses_lib
 from django.utils import timezone
 
-from django_etpay import services
+from django_etpay import services, tokens
 from django_etpay.exceptions import EtpayAPIError
 from django_etpay.models import Notification, PaymentSession
 from tests.factories import load_fixture, make_session, mint_jwt, signal_mocks
@@ -139,11 +140,76 @@ def test_reconcile_of_a_paid_session_clears_the_flag(
 
 
 def test_reconcile_applies_a_failure(mocked_responses: responses_lib.RequestsMock) -> None:
-    session = make_session()
+    session = make_session(needs_reconciliation=True)
     mocked_responses.post(STATUS_URL, json=[entry_for(session, payment_status="failed")])
     [notification] = services.reconcile_session(session)
     assert notification.outcome == Outcome.ACCEPTED
     assert session.status == Status.FAILED
+    assert session.needs_reconciliation is False
+
+
+def test_reconcile_clears_only_its_own_sessions_flag(
+    mocked_responses: responses_lib.RequestsMock,
+) -> None:
+    session = make_session(needs_reconciliation=True)
+    others = [make_session(needs_reconciliation=True) for _ in range(2)]
+    mocked_responses.post(STATUS_URL, json=[entry_for(session)])
+    services.reconcile_session(session)
+    assert session.needs_reconciliation is False
+    for other in others:
+        other.refresh_from_db()
+        assert other.needs_reconciliation is True
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({"payment_status": "processing"}, id="unknown-status"),
+        pytest.param({"payment_status": None}, id="no-status"),
+        pytest.param({"system_error": True, "payment_status": True}, id="system-error"),
+        pytest.param({"merchant_amount": 1}, id="rejected-mismatch"),
+    ],
+)
+def test_reconcile_keeps_the_flag_when_etpay_said_nothing_usable(
+    mocked_responses: responses_lib.RequestsMock,
+    receivers: dict[str, mock.MagicMock],
+    overrides: dict[str, Any],
+) -> None:
+    session = make_session(needs_reconciliation=True)
+    mocked_responses.post(STATUS_URL, json=[entry_for(session, **overrides)])
+    [notification] = services.reconcile_session(session)
+    assert notification.channel == Notification.Channel.POLL
+    assert session.status == Status.PENDING
+    assert session.needs_reconciliation is True
+    receivers["payment_completed"].assert_not_called()
+
+
+def test_reconcile_system_error_entry_is_recorded_as_such(
+    mocked_responses: responses_lib.RequestsMock,
+) -> None:
+    session = make_session()
+    entry = {"session_token": session.token, "system_error": True, "payment_status": True}
+    mocked_responses.post(STATUS_URL, json=[entry])
+    [notification] = services.reconcile_session(session)
+    assert (notification.outcome, notification.reason) == (Outcome.DUPLICATE, Reason.SYSTEM_ERROR)
+    assert notification.result == Notification.Result.UNKNOWN
+    assert notification.claims == entry
+    assert session.status == Status.PENDING
+    assert session.needs_reconciliation is True
+
+
+def test_reconcile_learns_from_a_later_entry_after_an_unknown_one(
+    mocked_responses: responses_lib.RequestsMock,
+) -> None:
+    session = make_session(needs_reconciliation=True)
+    mocked_responses.post(
+        STATUS_URL,
+        json=[entry_for(session, payment_status="processing"), entry_for(session)],
+    )
+    notifications = services.reconcile_session(session)
+    assert [n.outcome for n in notifications] == [Outcome.DUPLICATE, Outcome.ACCEPTED]
+    assert session.status == Status.PAID
+    assert session.needs_reconciliation is False
 
 
 def test_reconcile_propagates_api_errors(mocked_responses: responses_lib.RequestsMock) -> None:
@@ -217,8 +283,92 @@ def test_expire_sessions_older_than(settings: Any) -> None:
 def test_expire_sessions_honours_session_ttl_setting(settings: Any) -> None:
     settings.ETPAY = {**settings.ETPAY, "SESSION_TTL": timedelta(minutes=1)}
     session = make_session()
+    young = make_session()
     age(session, timedelta(minutes=2))
+    age(young, timedelta(seconds=30))
     assert services.expire_sessions() == 1
+    young.refresh_from_db()
+    assert young.status == Status.PENDING
+
+
+@pytest.mark.parametrize("ttl", [60, 60.0, "60"])
+def test_expire_sessions_reads_a_numeric_ttl_as_seconds(settings: Any, ttl: Any) -> None:
+    settings.ETPAY = {**settings.ETPAY, "SESSION_TTL": ttl}
+    old, young = make_session(), make_session()
+    age(old, timedelta(seconds=90))
+    age(young, timedelta(seconds=30))
+    assert services.expire_sessions() == 1
+    old.refresh_from_db()
+    young.refresh_from_db()
+    assert (old.status, young.status) == (Status.EXPIRED, Status.PENDING)
+
+
+def test_expire_sessions_older_than_wins_over_the_setting(settings: Any) -> None:
+    settings.ETPAY = {**settings.ETPAY, "SESSION_TTL": timedelta(days=1)}
+    session = make_session()
+    age(session, timedelta(minutes=10))
+    assert services.expire_sessions(older_than=timedelta(minutes=5)) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_expire_skips_a_session_locked_by_result_processing(
+    receivers: dict[str, mock.MagicMock],
+) -> None:
+    """expire_sessions must neither wait for nor undo a result being applied."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("skip_locked needs PostgreSQL row locks")
+    session = make_session()
+    other = make_session()
+    age(session, timedelta(hours=2))
+    age(other, timedelta(hours=2))
+    locked = threading.Event()
+    release = threading.Event()
+    outcome: dict[str, Any] = {}
+    real_check = tokens.check_against_session
+
+    def slow_check(result: Any, checked: PaymentSession) -> None:
+        # Runs inside the pipeline's transaction, with the session row locked.
+        locked.set()
+        assert release.wait(timeout=20)
+        real_check(result, checked)
+
+    def process() -> None:
+        try:
+            with mock.patch.object(tokens, "check_against_session", slow_check):
+                outcome["notification"] = services.process_notification(
+                    mint_jwt(session), channel=Notification.Channel.WEBHOOK
+                )
+        finally:
+            connection.close()
+
+    def expire() -> None:
+        try:
+            outcome["expired"] = services.expire_sessions()
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=process, daemon=True)
+    worker.start()
+    assert locked.wait(timeout=20)
+    expirer = threading.Thread(target=expire, daemon=True)
+    expirer.start()
+    expirer.join(timeout=10)
+    finished_while_locked = not expirer.is_alive()
+    release.set()
+    worker.join(timeout=20)
+    expirer.join(timeout=20)
+
+    assert finished_while_locked, "expire_sessions waited for the locked session"
+    assert outcome["expired"] == 1  # the other session only
+    assert outcome["notification"].outcome == Outcome.ACCEPTED
+    session.refresh_from_db()
+    other.refresh_from_db()
+    assert (session.status, other.status) == (Status.PAID, Status.EXPIRED)
+    assert receivers["payment_completed"].call_args.kwargs["previous_status"] == Status.PENDING
+    assert receivers["session_expired"].call_args.kwargs["session"].pk == other.pk
 
 
 def test_late_success_after_expiry_is_paid(

@@ -301,3 +301,152 @@ def test_widget_internal_failure_answers_json_500(csrf_client: Client) -> None:
     assert response.status_code == 500
     assert response.json() == {"status": "unknown", "outcome": "rejected", "redirect_url": None}
     assert_no_secret(response.content, session, raw)
+
+
+# -- the failed page and the redirect rules -----------------------------------------------------
+
+
+def test_return_failure_renders_the_failed_page_without_urls(client: Client) -> None:
+    session = make_session()
+    response = client.get(RETURN_URL, {"jwt": mint_jwt(session, payment_status="declined")})
+    assert response.status_code == 200
+    assert response.context["state"] == "failed"
+    assert response.context["result"] == Notification.Result.FAILURE
+    assert response.context["session"].pk == session.pk
+    html = response.content.decode()
+    assert "Payment not completed" in html
+    assert "Payment received" not in html
+    assert "etpay-return--failed" in html
+
+
+def test_return_failure_repeat_on_a_failed_session_still_shows_failed(client: Client) -> None:
+    session = make_session(status=Status.FAILED)
+    response = client.get(RETURN_URL, {"jwt": mint_jwt(session, payment_status=False)})
+    assert response.context["state"] == "failed"
+    assert response.context["notification"].outcome == Outcome.DUPLICATE
+
+
+def test_return_unknown_status_shows_pending(client: Client) -> None:
+    session = make_session()
+    response = client.get(RETURN_URL, {"jwt": mint_jwt(session, payment_status="processing")})
+    assert response.status_code == 200
+    assert response.context["state"] == "pending"
+    assert b"Confirming your payment" in response.content
+
+
+def test_return_untrusted_verified_success_goes_to_the_success_url(
+    client: Client, shop_urls: None, settings: Any
+) -> None:
+    settings.ETPAY = {**settings.ETPAY, "ACCEPT_BROWSER_RESULTS": False}
+    session = make_session()
+    response = client.get(RETURN_URL, {"jwt": mint_jwt(session)})
+    # Verified with the session's own key: the payer is sent on as for a success, while the
+    # session waits for the server-to-server confirmation.
+    assert response.status_code == 302
+    assert response["Location"] == "/shop/thanks/"
+    session.refresh_from_db()
+    assert session.status == Status.PENDING
+
+
+def test_return_untrusted_verified_failure_goes_to_the_failure_url(
+    client: Client, shop_urls: None, settings: Any
+) -> None:
+    settings.ETPAY = {**settings.ETPAY, "ACCEPT_BROWSER_RESULTS": False}
+    session = make_session()
+    response = client.get(RETURN_URL, {"jwt": mint_jwt(session, payment_status=False)})
+    assert response["Location"] == "/shop/retry/"
+
+
+@pytest.mark.parametrize("status", [False, "processing"])
+def test_paid_session_receiving_a_non_success_repeat_goes_to_the_success_url(
+    client: Client, shop_urls: None, status: object
+) -> None:
+    session = make_session(status=Status.PAID)
+    response = client.get(RETURN_URL, {"jwt": mint_jwt(session, payment_status=status)})
+    # Money moved: a stale failure must not send the payer to "try again".
+    assert response.status_code == 302
+    assert response["Location"] == "/shop/thanks/"
+    session.refresh_from_db()
+    assert session.status == Status.PAID
+
+
+def test_return_rejected_result_renders_unknown_even_with_urls(
+    client: Client, shop_urls: None
+) -> None:
+    session = make_session(status=Status.PAID)
+    response = client.get(RETURN_URL, {"jwt": mint_jwt(session, merchant_amount=1)})
+    assert response.status_code == 400
+    assert response.context["state"] == "unknown"
+    assert response.context["session"] is None
+    assert session.merchant_order_id.encode() not in response.content
+
+
+def test_widget_untrusted_success_redirects_to_success_url(
+    csrf_client: Client, shop_urls: None, settings: Any
+) -> None:
+    settings.ETPAY = {**settings.ETPAY, "ACCEPT_BROWSER_RESULTS": False}
+    session = make_session()
+    response = widget_post(
+        csrf_client, {"payment": mint_jwt(session)}, HTTP_X_CSRFTOKEN=CSRF_SECRET
+    )
+    assert response.json() == {
+        "status": "pending",
+        "outcome": "duplicate",
+        "redirect_url": "/shop/thanks/",
+    }
+
+
+def test_widget_failure_reports_failed_and_the_failure_url(
+    csrf_client: Client, shop_urls: None
+) -> None:
+    session = make_session()
+    response = widget_post(
+        csrf_client,
+        {"payment": mint_jwt(session, payment_status=False)},
+        HTTP_X_CSRFTOKEN=CSRF_SECRET,
+    )
+    assert response.json() == {
+        "status": "failed",
+        "outcome": "accepted",
+        "redirect_url": "/shop/retry/",
+    }
+
+
+# -- forensic fields through the views ------------------------------------------------------------
+
+
+def test_return_records_the_payers_address_and_the_jwt(client: Client) -> None:
+    session = make_session()
+    raw = mint_jwt(session, key="not-the-sessions-key-0123456789abcdefghijklmn")
+    client.get(RETURN_URL, {"jwt": raw}, REMOTE_ADDR="192.0.2.44")
+    record = Notification.objects.get(session=session)
+    assert record.raw_body == raw
+    assert record.remote_addr == "192.0.2.44"
+    assert (record.status_before, record.status_after) == ("pending", "pending")
+
+
+def test_widget_records_the_body_and_the_address(csrf_client: Client) -> None:
+    body = json.dumps({"payment": 7})
+    csrf_client.post(
+        WIDGET_URL,
+        body,
+        content_type="application/json",
+        HTTP_X_CSRFTOKEN=CSRF_SECRET,
+        REMOTE_ADDR="192.0.2.45",
+    )
+    record = Notification.objects.get()
+    assert record.raw_body == body
+    assert record.remote_addr == "192.0.2.45"
+    assert record.channel == Notification.Channel.WIDGET
+
+
+def test_return_with_an_unparseable_query_string_is_recorded(
+    client: Client, settings: Any
+) -> None:
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 5
+    response = client.get(RETURN_URL + "?" + "&".join(f"f{i}=x" for i in range(20)))
+    assert response.status_code == 400
+    assert response.context["state"] == "unknown"
+    record = Notification.objects.get()
+    assert (record.outcome, record.reason) == (Outcome.REJECTED, Reason.MALFORMED)
+    assert record.channel == Notification.Channel.REDIRECT

@@ -53,27 +53,100 @@ def rejection(raw: str, session: PaymentSession) -> EtpayVerificationError:
     return info.value
 
 
+#: Every spelling ETpay may use, and what it must mean. A success spelling is money that moved;
+#: mapping any failure spelling to success would mark unpaid orders paid.
+SUCCESS_SPELLINGS = [True, "success", "true"]
+FAILURE_SPELLINGS = [
+    False,
+    "false",
+    "failure",
+    "failed",
+    "fail",
+    "error",
+    "rejected",
+    "declined",
+    "cancelled",
+    "canceled",
+]
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        (True, Result.SUCCESS),
-        ("success", Result.SUCCESS),
+        *[(value, Result.SUCCESS) for value in SUCCESS_SPELLINGS],
         (" SUCCESS ", Result.SUCCESS),
-        ("true", Result.SUCCESS),
-        (False, Result.FAILURE),
-        ("failed", Result.FAILURE),
-        ("error", Result.FAILURE),
-        ("rejected", Result.FAILURE),
+        ("True", Result.SUCCESS),
+        *[(value, Result.FAILURE) for value in FAILURE_SPELLINGS],
+        (" Declined ", Result.FAILURE),
+        ("CANCELED", Result.FAILURE),
         (None, Result.UNKNOWN),
         ("pending", Result.UNKNOWN),
+        ("paid", Result.UNKNOWN),
+        ("approved", Result.UNKNOWN),
+        ("1", Result.UNKNOWN),
         ("", Result.UNKNOWN),
         (1, Result.UNKNOWN),
         (0, Result.UNKNOWN),
+        (1.0, Result.UNKNOWN),
         (["success"], Result.UNKNOWN),
+        ({"status": "success"}, Result.UNKNOWN),
     ],
 )
 def test_payment_status_normalisation(value: object, expected: str) -> None:
     assert tokens.normalise_payment_status(value) == expected
+
+
+def test_the_spelling_table_is_exactly_the_documented_one() -> None:
+    expected = {
+        **dict.fromkeys(SUCCESS_SPELLINGS, Result.SUCCESS),
+        **dict.fromkeys(FAILURE_SPELLINGS, Result.FAILURE),
+    }
+    table = tokens.PAYMENT_STATUS_RESULTS
+    assert table == expected
+
+
+@pytest.mark.parametrize("spelling", FAILURE_SPELLINGS)
+def test_every_failure_spelling_verifies_as_a_failure(spelling: object) -> None:
+    session = unsaved_session()
+    result = verify_and_check(mint_jwt(session, payment_status=spelling), session)
+    assert result.result == Result.FAILURE
+    assert result.system_error is False
+
+
+@pytest.mark.parametrize("key_of", ["token", "signature_token"])
+@pytest.mark.parametrize("status", [True, "success", False])
+def test_system_error_with_a_payment_status_never_reports_it(key_of: str, status: object) -> None:
+    session = unsaved_session()
+    claims = mint_payment_claims(session, system_error=True, payment_status=status)
+    result = verify_and_check(sign(claims, getattr(session, key_of)), session)
+    assert result.system_error is True
+    assert result.result == Result.UNKNOWN
+    assert result.claims["payment_status"] == status
+
+
+@pytest.mark.parametrize("flag", ["true", 1, "yes"])
+def test_system_error_that_is_not_boolean_true_is_not_the_system_error_branch(
+    flag: object,
+) -> None:
+    # Signed with the public session token: only the system-error branch accepts that key,
+    # and only for system_error: true.
+    session = unsaved_session()
+    claims = {"session_token": session.token, "system_error": flag, "payment_status": True}
+    assert rejection(sign(claims, session.token or ""), session).reason == Reason.BAD_SIGNATURE
+    signed = sign({**claims, **mint_payment_claims(session)}, session.signature_token)
+    assert rejection(signed, session).reason == Reason.INVALID_CLAIMS
+
+
+@pytest.mark.parametrize("bad", ["x\x00", "x\ud800", "tab\there", "\n", "x" * 256])
+def test_session_token_claim_must_be_printable_and_short(bad: str) -> None:
+    with pytest.raises(EtpayVerificationError) as info:
+        tokens.session_token_of({"session_token": bad})
+    assert info.value.reason == Reason.MALFORMED
+
+
+@pytest.mark.parametrize("good", ["x", "sess-token with spaces", "ñandú", "x" * 255])
+def test_printable_session_tokens_are_usable(good: str) -> None:
+    assert tokens.session_token_of({"session_token": good}) == good
 
 
 @pytest.mark.parametrize("fixture", ["payment_status_true.json", "payment_status_success.json"])
@@ -277,7 +350,31 @@ def test_status_entry_is_normalised_like_a_jwt() -> None:
     result = tokens.result_from_status_entry(entry)
     tokens.check_against_session(result, session)
     assert result.result == Result.SUCCESS
-    assert tokens.result_from_status_entry({"system_error": True}).system_error is True
+    assert result.system_error is False
+    assert result.claims == entry
+    failed = tokens.result_from_status_entry({**entry, "payment_status": "declined"})
+    assert failed.result == Result.FAILURE
+
+
+@pytest.mark.parametrize("status", [True, "success", None])
+def test_status_entry_with_system_error_is_unknown(status: object) -> None:
+    entry = {"session_token": "s", "system_error": True, "payment_status": status}
+    result = tokens.result_from_status_entry(entry)
+    assert (result.result, result.system_error) == (Result.UNKNOWN, True)
+    assert result.claims == entry
+    # Cross-checks do not apply to it: it carries no order or amount to compare.
+    tokens.check_against_session(result, unsaved_session(order_amount=1))
+
+
+@pytest.mark.parametrize("flag", ["true", 1, "yes", {}])
+def test_status_entry_with_any_system_error_flag_never_pays(flag: object) -> None:
+    result = tokens.result_from_status_entry({"system_error": flag, "payment_status": True})
+    assert (result.result, result.system_error) == (Result.UNKNOWN, True)
+
+
+def test_status_entry_with_system_error_false_is_read_normally() -> None:
+    result = tokens.result_from_status_entry({"system_error": False, "payment_status": True})
+    assert (result.result, result.system_error) == (Result.SUCCESS, False)
 
 
 def test_messages_and_logs_never_carry_the_jwt_or_the_key(
