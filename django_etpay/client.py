@@ -220,14 +220,18 @@ class EtpayClient:
                 status_code=200,
                 outcome_unknown=True,
             )
+        # A token must be storable and usable as a key: printable text (no NUL, no control
+        # character, no lone surrogate).
         missing = [
             key
             for key in ("token", "signature_token")
-            if not isinstance(reply.get(key), str) or not reply.get(key)
+            if not isinstance(reply.get(key), str)
+            or not reply.get(key)
+            or not reply[key].isprintable()
         ]
         if missing:
             raise EtpayResponseError(
-                f"ETpay's reply to session/initialize lacks {', '.join(missing)}.",
+                f"ETpay's reply to session/initialize lacks a usable {', '.join(missing)}.",
                 status_code=200,
                 outcome_unknown=True,
             )

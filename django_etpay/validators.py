@@ -54,7 +54,11 @@ MAX_ORDER_ID_LENGTH = 64
 #: Longest e-mail address and URL accepted: the lengths of their ``PaymentSession`` columns.
 MAX_EMAIL_LENGTH = 254
 MAX_URL_LENGTH = 2000
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters, and lone surrogates (no database can store them: a surrogate cannot be
+# encoded in UTF-8).
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+# What a JSON column cannot hold: PostgreSQL's jsonb refuses \u0000 and lone surrogates.
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 # At most 999.999.999: real RUTs have 8 digits, and the normalised form must fit its column.
 _RUT_CHARS = re.compile(r"^\d{1,3}(?:\.?\d{3}){0,2}-?[\dkK]$")
 
@@ -152,6 +156,8 @@ def http_url(value: Any) -> str:
         raise ValueError(
             f"must be an absolute http(s) URL of at most {MAX_URL_LENGTH} characters."
         )
+    if _CONTROL_CHARS.search(value):
+        raise ValueError("must be an absolute http(s) URL.")
     try:
         URLValidator(schemes=["http", "https"])(value)
     except ValidationError:
@@ -172,6 +178,8 @@ def metadata(value: Any) -> list[dict[str, Any]]:
             raise ValueError(f"entry {index}: name must be a non-empty string.")
         if isinstance(shown, bool) or not isinstance(shown, str | int):
             raise ValueError(f"entry {index}: value must be a string or an integer.")
+        if _UNSTORABLE.search(name) or _UNSTORABLE.search(str(shown)):
+            raise ValueError(f"entry {index}: NUL and lone surrogates cannot be stored.")
         if not isinstance(show, bool):
             raise ValueError(f"entry {index}: show must be true or false.")
         cleaned.append({"name": name, "value": str(shown), "show": show})
