@@ -328,18 +328,34 @@ def _storable_text(raw: str) -> tuple[str, bool]:
 
 
 def _storable_claims(claims: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """Claims as JSON any database accepts, or ``None`` when they are too large to keep."""
+    """Claims as JSON any database accepts, or ``None`` when they cannot or should not be kept.
+
+    Strings (keys too) lose NUL and lone surrogates (:func:`_storable`); NaN and infinities,
+    which JSON columns refuse, and claims whose JSON exceeds ``NOTIFICATION_STORE_BYTES`` give
+    ``None``.
+    """
     if not claims:
         return None
     try:
-        text = json.dumps(dict(claims), ensure_ascii=False, allow_nan=False, default=str)
+        cleaned = _storable_json(dict(claims))
+        size = len(json.dumps(cleaned, allow_nan=False))
     except (TypeError, ValueError, RecursionError):
         return None
-    text = text.encode("utf-8", "replace").decode("utf-8").replace("\\u0000", "\\ufffd")
-    if len(text) > int(conf.get_setting("NOTIFICATION_STORE_BYTES")):
+    if size > int(conf.get_setting("NOTIFICATION_STORE_BYTES")):
         return None
-    stored: dict[str, Any] = json.loads(text)
+    stored: dict[str, Any] = cleaned
     return stored
+
+
+def _storable_json(value: Any) -> Any:
+    """``value`` (decoded JSON) with every string made storable."""
+    if isinstance(value, str):
+        return _storable(value)
+    if isinstance(value, dict):
+        return {_storable(key): _storable_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_storable_json(item) for item in value]
+    return value
 
 
 def _clean_ip(value: str | None) -> str | None:
@@ -379,14 +395,14 @@ def _new_notification(
     session: PaymentSession | None,
     channel: str,
     outcome: str,
-    reason: str = "",
-    detail: str = "",
-    result: str = "",
-    status_before: str = "",
-    status_after: str = "",
-    claims: Mapping[str, Any] | None = None,
-    raw_body: str = "",
-    remote_addr: str | None = None,
+    reason: str,
+    detail: str,
+    result: str,
+    status_before: str,
+    status_after: str,
+    claims: Mapping[str, Any] | None,
+    raw_body: str,
+    remote_addr: str | None,
 ) -> Notification:
     body, truncated = _storable_text(raw_body)
     stored_claims = _storable_claims(claims)
@@ -433,6 +449,7 @@ def record_rejection(
         outcome=Outcome.REJECTED,
         reason=reason,
         detail=detail,
+        result="",
         status_before=session.status if session is not None else "",
         status_after=session.status if session is not None else "",
         claims=claims,
@@ -480,9 +497,9 @@ def _storage_budget_left(session: PaymentSession | None) -> bool:
         )
         return taken == 1
     cap = int(conf.get_setting("MAX_UNLINKED_REJECTED_PER_HOUR"))
-    since = timezone.now() - timedelta(hours=1)
+    # Only rejections are stored without a session; (session, created_at) is indexed.
     recent = Notification.objects.filter(
-        session=None, outcome=Outcome.REJECTED, created_at__gte=since
+        session=None, created_at__gte=timezone.now() - timedelta(hours=1)
     )
     return recent[:cap].count() < cap
 
@@ -511,7 +528,6 @@ def _apply_verified(
     trusted = channel not in BROWSER_CHANNELS or bool(conf.get_setting("ACCEPT_BROWSER_RESULTS"))
     update_fields: list[str] = []
     reason = ""
-    detail = ""
     signal: Signal | None = None
 
     if target is None:
@@ -545,7 +561,7 @@ def _apply_verified(
         now = timezone.now()
         session.status = target
         session.completed_at = now
-        update_fields += ["status", "completed_at"]
+        update_fields = ["status", "completed_at"]
         if target == PaymentSession.Status.PAID:
             session.paid_at = now
             update_fields.append("paid_at")
@@ -710,7 +726,7 @@ def _record_internal_error(
             detail=f"Processing failed ({type(err).__name__}); the result was not applied.",
             raw_body=raw_body,
             remote_addr=remote_addr,
-            session=session if session is not None and session.pk else None,
+            session=session,
             claims=claims,
         )
     except Exception as record_err:
@@ -787,7 +803,7 @@ def reconcile_session(session: PaymentSession) -> list[Notification]:
     with EtpayClient(session.merchant or None) as client:
         entries = client.check_payment_status(session_token=session.token)
     notifications: list[Notification] = []
-    learned = False
+    learned: list[bool] = []
     for entry in entries:
         if entry.get("session_token") != session.token:
             logger.debug("ETpay status entry for another session ignored (session %s)", session.pk)
@@ -797,14 +813,15 @@ def reconcile_session(session: PaymentSession) -> list[Notification]:
             session_token=session.token,
             verify=_constant(result),
             channel=Channel.POLL,
-            raw_body=json.dumps(entry, ensure_ascii=False, default=str),
+            raw_body=json.dumps(entry, ensure_ascii=False),
             remote_addr=None,
             unverified=entry,
         )
         notifications.append(notification)
-        if notification.outcome != Outcome.REJECTED and result.result in _TARGET_STATUS:
-            learned = True
-    if learned:
+        learned.append(
+            notification.outcome != Outcome.REJECTED and result.result in _TARGET_STATUS
+        )
+    if any(learned):
         PaymentSession.objects.filter(pk=session.pk, needs_reconciliation=True).update(
             needs_reconciliation=False, updated_at=timezone.now()
         )

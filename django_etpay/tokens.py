@@ -115,9 +115,9 @@ def read_unverified(raw_jwt: str) -> dict[str, Any]:
     if not raw_jwt.isascii():
         raise EtpayVerificationError(Reason.MALFORMED, "The result is not a JWT.")
     try:
-        claims: dict[str, Any] = jwt.decode(
-            raw_jwt.strip(), options={"verify_signature": False}, algorithms=ALGORITHMS
-        )
+        # Nothing is verified here, so no algorithm is accepted either: verification, in
+        # _decode, pins HS256.
+        claims: dict[str, Any] = jwt.decode(raw_jwt.strip(), options={"verify_signature": False})
     except Exception as err:
         # Not only InvalidTokenError: older PyJWT releases let RecursionError (deeply nested
         # JSON), ValueError (huge integers) and others escape. Untrusted text that cannot be
@@ -136,7 +136,6 @@ def session_token_of(claims: Mapping[str, Any]) -> str:
     """
     token = claims.get("session_token")
     if not isinstance(token, str) or not token or len(token) > 255 or not token.isprintable():
-        logger.debug("ETpay result rejected: no usable session_token claim")
         raise EtpayVerificationError(
             Reason.MALFORMED, "The result carries no usable session_token claim."
         )
@@ -197,16 +196,17 @@ def verify_payment_jwt(
     """
     if unverified is None:
         unverified = read_unverified(raw_jwt)
-    if not session.token or not session.signature_token:
+    token = session.token
+    if not token or not session.signature_token:
         raise EtpayVerificationError(
             Reason.UNKNOWN_SESSION, "The session has no ETpay tokens to verify with."
         )
     if unverified.get("system_error") is True:
-        claims = _verify_system_error(raw_jwt, session)
-        _check_session_token(claims, session)
+        claims = _verify_system_error(raw_jwt, session, token)
+        _check_session_token(claims, token)
         return VerifiedResult(claims=claims, result=Result.UNKNOWN, system_error=True)
     claims = _decode(raw_jwt, _signature_key(session))
-    _check_session_token(claims, session)
+    _check_session_token(claims, token)
     if claims.get("system_error") not in (None, False):
         raise EtpayVerificationError(
             Reason.INVALID_CLAIMS, "The result's system_error claim is not a boolean."
@@ -224,8 +224,8 @@ def _signature_key(session: PaymentSession) -> str:
         raise EtpayVerificationError(Reason.KEY_UNAVAILABLE, str(err)) from None
 
 
-def _verify_system_error(raw_jwt: str, session: PaymentSession) -> dict[str, Any]:
-    """The system-error branch: the session's ``signature_token`` or its session token.
+def _verify_system_error(raw_jwt: str, session: PaymentSession, token: str) -> dict[str, Any]:
+    """The system-error branch: the session's ``signature_token`` or its session ``token``.
 
     A stored key that cannot be decrypted does not stop this branch: the session token still
     verifies what ETpay signs with it.
@@ -233,17 +233,15 @@ def _verify_system_error(raw_jwt: str, session: PaymentSession) -> dict[str, Any
     try:
         return _decode(raw_jwt, _signature_key(session))
     except EtpayVerificationError as err:
-        if err.reason not in (Reason.BAD_SIGNATURE, Reason.KEY_UNAVAILABLE) or not session.token:
+        if err.reason not in (Reason.BAD_SIGNATURE, Reason.KEY_UNAVAILABLE):
             raise
     # The payload verified here is the one whose system_error was read unverified: true.
-    return _decode(raw_jwt, session.token)
+    return _decode(raw_jwt, token)
 
 
-def _check_session_token(claims: Mapping[str, Any], session: PaymentSession) -> None:
-    token = claims.get("session_token")
-    if not isinstance(token, str) or not hmac.compare_digest(
-        token.encode(), (session.token or "").encode()
-    ):
+def _check_session_token(claims: Mapping[str, Any], token: str) -> None:
+    claimed = claims.get("session_token")
+    if not isinstance(claimed, str) or not hmac.compare_digest(claimed.encode(), token.encode()):
         raise EtpayVerificationError(
             Reason.SESSION_MISMATCH, "The result names another session than the one found."
         )
@@ -312,7 +310,6 @@ def check_against_session(result: VerifiedResult, session: PaymentSession) -> No
             Reason.INVALID_CLAIMS, "The result's merchant_order_id is not a string."
         )
     elif str(order_id) != session.merchant_order_id:
-        logger.debug("ETpay result rejected: order mismatch for session %s", session.pk)
         raise EtpayVerificationError(
             Reason.ORDER_MISMATCH,
             "The result's merchant_order_id differs from the session's order.",
@@ -325,7 +322,6 @@ def check_against_session(result: VerifiedResult, session: PaymentSession) -> No
                 Reason.INVALID_CLAIMS, "The result carries no merchant_amount."
             )
     elif parse_amount(amount) != session.order_amount:
-        logger.debug("ETpay result rejected: amount mismatch for session %s", session.pk)
         raise EtpayVerificationError(
             Reason.AMOUNT_MISMATCH,
             f"The result's amount ({parse_amount(amount)}) differs from the session's "
@@ -334,10 +330,8 @@ def check_against_session(result: VerifiedResult, session: PaymentSession) -> No
 
     currency = claims.get("merchant_currency")
     if currency is not None and (
-        not isinstance(currency, str)
-        or currency.strip().upper() != (session.currency or "").upper()
+        not isinstance(currency, str) or currency.strip().upper() != session.currency.upper()
     ):
-        logger.debug("ETpay result rejected: currency mismatch for session %s", session.pk)
         raise EtpayVerificationError(
             Reason.CURRENCY_MISMATCH, "The result's merchant_currency differs from the session's."
         )

@@ -8,7 +8,6 @@ answers with a traceback or shows a JWT or a key.
 
 from __future__ import annotations
 
-import codecs
 import functools
 import json
 import logging
@@ -54,7 +53,10 @@ login_not_required: Callable[[_ViewFunc], _ViewFunc] = getattr(
 
 #: What a compact JWS looks like: three base64url segments joined by dots.
 JWT_PATTERN = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
+#: Separators ETpay's ``concat`` may leave in front of a JWT appended to a path.
+_LEADING_SEPARATORS = re.compile(r"^[&?;]+")
 
+_UTF8 = "utf-8"
 _JSON_TYPES = ("application/json", "text/json")
 _URLENCODED = "application/x-www-form-urlencoded"
 _MULTIPART = "multipart/form-data"
@@ -114,38 +116,40 @@ class ResultIntakeMixin:
     def get_remote_addr(self, request: HttpRequest) -> str | None:
         """The sender's address; override behind a proxy you trust."""
         value = request.META.get("REMOTE_ADDR")
-        return value if isinstance(value, str) else None
+        return str(value) if value else None
 
     def read_body(self, request: HttpRequest) -> bytes:
         """The raw body, at most :meth:`get_max_body_bytes` long, or :class:`ResultBodyError`.
 
         A declared ``Content-Length`` over the limit is refused without reading. A chunked
-        body (no ``Content-Length``) is read from the server's stream when the server marks
-        it as terminated (``wsgi.input_terminated``: gunicorn, and any server that
-        de-chunks); a server that cannot hand it over gets a 503, so that the sender retries
-        instead of giving up on a result that was never read.
+        body (``Transfer-Encoding: chunked``, no length declared) is read from the server's
+        stream when the server marks it as terminated (``wsgi.input_terminated``: gunicorn,
+        and any server that de-chunks); a server that cannot hand it over gets a 503, so that
+        the sender retries instead of giving up on a result that was never read. A body read
+        once is kept on the request: the CSRF check of the widget view reads it first.
         """
         cached: bytes | None = getattr(request, _BODY_ATTR, None)
-        if cached is not None:
-            return cached
+        if cached is None:
+            cached = self._read_body(request)
+            setattr(request, _BODY_ATTR, cached)
+        return cached
+
+    def _read_body(self, request: HttpRequest) -> bytes:
         limit = self.check_declared_length(request)
-        chunked = "chunked" in str(request.META.get("HTTP_TRANSFER_ENCODING", "")).lower()
-        if chunked and not request.META.get("CONTENT_LENGTH") and "wsgi.input" in request.META:
-            body = self._read_chunked(request, limit)
-        else:
-            try:
-                body = request.body
-            except RequestDataTooBig:
-                raise ResultBodyError(Reason.TOO_LARGE, "Body too large.", status=413) from None
-            except RawPostDataException:
-                # A multipart body already parsed (by the CSRF check): only request.POST has it.
-                body = b""
-            except UnreadablePostError:
-                raise ResultBodyError(
-                    Reason.MALFORMED, "The body could not be read.", status=503
-                ) from None
-        setattr(request, _BODY_ATTR, body)
-        return body
+        chunked = "chunked" in str(request.META.get("HTTP_TRANSFER_ENCODING")).lower()
+        if chunked and "wsgi.input" in request.META:
+            return self._read_chunked(request, limit)
+        try:
+            return request.body
+        except RequestDataTooBig:
+            raise ResultBodyError(Reason.TOO_LARGE, "Body too large.", status=413) from None
+        except RawPostDataException:
+            # Already parsed as multipart by other code: only request.POST has it now.
+            return b""
+        except UnreadablePostError:
+            raise ResultBodyError(
+                Reason.MALFORMED, "The body could not be read.", status=503
+            ) from None
 
     def check_declared_length(self, request: HttpRequest) -> int:
         """Refuse a declared ``Content-Length`` over the limit, unread; return the limit."""
@@ -173,6 +177,7 @@ class ResultIntakeMixin:
                 status=503,
             )
         try:
+            # One byte more than the limit tells "over the limit" without reading further.
             body: bytes = request.META["wsgi.input"].read(limit + 1)
         except (OSError, ValueError):
             raise ResultBodyError(
@@ -186,25 +191,22 @@ class ResultIntakeMixin:
 
     def read_jwt(self, request: HttpRequest) -> str:
         """Return the JWT in ``request``'s body or raise :class:`ResultBodyError`."""
-        content_type = (request.content_type or "").lower()
+        content_type = request.content_type or ""  # lower-cased by Django
+        body = self.read_body(request)
+        text = body.decode(_UTF8, "replace")
         if content_type == _MULTIPART:
-            # Read through request.POST: the CSRF check may already have consumed the stream.
-            self.check_declared_length(request)
+            # request.POST parses what read_body kept (or what the CSRF check parsed).
             try:
-                value = request.POST.get(self.field_name)
+                value = request.POST.get(self.field_name) or ""
             except RequestDataTooBig:
                 raise ResultBodyError(Reason.TOO_LARGE, "Body too large.", status=413) from None
-            except _BODY_ERRORS:
-                value = None
-            if not value:
+            except _BODY_ERRORS as err:
                 raise ResultBodyError(
                     Reason.MALFORMED,
-                    f"No {self.field_name!r} form field.",
-                    raw_body=self._raw_text(request),
-                )
-            return value.strip()
-        body = self.read_body(request)
-        text = body.decode("utf-8", "replace")
+                    f"The multipart body could not be parsed ({type(err).__name__}).",
+                    raw_body=text,
+                ) from None
+            return self._field_value(value, text)
         if not body.strip():
             raise ResultBodyError(Reason.MALFORMED, "Empty body.")
         stripped = text.strip()
@@ -254,15 +256,10 @@ class ResultIntakeMixin:
             return None, 500
         return notification, 400 if notification.outcome == Outcome.REJECTED else 200
 
-    @staticmethod
-    def _raw_text(request: HttpRequest) -> str:
-        try:
-            return request.body.decode("utf-8", "replace")
-        except RawPostDataException:
-            return ""
-
     def _from_form(self, body: bytes, charset: str | None, text: str) -> str:
-        value = lenient_form(body, charset).get(self.field_name)
+        return self._field_value(lenient_form(body, charset).get(self.field_name) or "", text)
+
+    def _field_value(self, value: str, text: str) -> str:
         if not value:
             raise ResultBodyError(
                 Reason.MALFORMED, f"No {self.field_name!r} form field.", raw_body=text
@@ -298,13 +295,13 @@ def lenient_form(body: bytes, charset: str | None) -> QueryDict:
     rejected as malformed like any other bad body.
     """
     try:
-        codec = codecs.lookup(charset).name if charset else "utf-8"
+        text = body.decode(charset or _UTF8, "replace")
     except LookupError:
-        codec = "utf-8"
+        text = body.decode(_UTF8, "replace")
     try:
-        return QueryDict(body.decode(codec, "replace"), encoding=codec)
+        return QueryDict(text)
     except _BODY_ERRORS:
-        # Too many fields, or a codec that cannot decode at all: no usable form.
+        # More fields than DATA_UPLOAD_MAX_NUMBER_FIELDS: no usable form.
         return QueryDict()
 
 
@@ -417,7 +414,7 @@ class ReturnView(ResultStateMixin, View):
         if path_value:
             # A JWT appended with ``concat`` to a URL that had no query string lands in the
             # path, possibly as ``&jwt=<JWT>``: keep what follows the last "=".
-            return path_value.rsplit("=", 1)[-1].lstrip("&?;").strip() or None
+            return _LEADING_SEPARATORS.sub("", path_value.rpartition("=")[2]).strip() or None
         for key in self.query_keys:
             value = request.GET.get(key, "").strip()
             if value:
@@ -434,7 +431,7 @@ class ReturnView(ResultStateMixin, View):
     def get_remote_addr(self, request: HttpRequest) -> str | None:
         """The payer's address; override behind a proxy you trust."""
         value = request.META.get("REMOTE_ADDR")
-        return value if isinstance(value, str) else None
+        return str(value) if value else None
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         remote_addr = self.get_remote_addr(request)
@@ -542,9 +539,8 @@ class WidgetResultView(ResultIntakeMixin, ResultStateMixin, View):
         """
         try:
             if request.method == "POST":
-                self.check_declared_length(request)
-                if (request.content_type or "").lower() == _URLENCODED:
-                    body = self.read_body(request)
+                body = self.read_body(request)
+                if request.content_type == _URLENCODED:
                     charset = (request.content_params or {}).get("charset")
                     request.POST = lenient_form(body, charset)  # type: ignore[assignment]
             return protected(request, *args, **kwargs)

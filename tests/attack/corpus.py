@@ -93,6 +93,8 @@ class Case:
     check: Check | None = None
     http_only: bool = False
     session_row: str | None = None  # initialize: status of the session row it must leave
+    #: Why a 5xx here comes from below the app (counted apart from the app's own 5xx).
+    outside_app: str = ""
 
 
 # -- request builders -------------------------------------------------------------------------
@@ -1041,6 +1043,23 @@ def _notification_cases() -> list[Case]:
             ),
             (413,),
             row=rejected("too_large", "none"),
+            http_only=True,
+        ),
+        # headers Django itself refuses
+        Case(
+            "content-type-rfc2231-unknown-charset",
+            n,
+            lambda c: notify(payment(valid(c)), "application/json; charset*=x-bad''abc"),
+            (400,),
+            http_only=True,
+            outside_app="Django builds the request, and raises BadRequest "
+            "for this Content-Type, before any middleware or view runs",
+        ),
+        Case(
+            "content-type-over-the-header-limit",
+            n,
+            lambda c: notify(payment(valid(c)), "application/json; " + "a=b; " * 2100),
+            (431,),
             http_only=True,
         ),
         # methods

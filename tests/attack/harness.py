@@ -17,8 +17,10 @@ test client, in-process) and :class:`HttpTransport` (real HTTP to a server). The
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
+import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -116,6 +118,12 @@ class HttpTransport:
 # -- secrets ----------------------------------------------------------------------------------
 
 
+#: What every plain signature key of the run looks like (``make_session`` and the fake ETpay
+#: both issue ``sig-`` and 64 hex digits): any run of it of 16 characters or more that begins
+#: a known key is a hit, so a key cut short in a message is found too.
+KEY_SHAPE = re.compile(r"sig-[0-9a-f]{12,}")
+
+
 @dataclass
 class SecretSearch:
     """The secrets of the run and every place one was found."""
@@ -123,51 +131,56 @@ class SecretSearch:
     plain_keys: set[str] = field(default_factory=set)
     hits: list[str] = field(default_factory=list)
     haystacks: Counter[str] = field(default_factory=Counter)
+    _sorted: list[str] = field(default_factory=list)
+    _sorted_size: int = -1
+    _configured: set[str] | None = None
 
     def configured(self) -> set[str]:
-        found = {str(settings.SECRET_KEY), settings.ETPAY["MERCHANT_API_TOKEN"]}
-        for secret in crypto.key_secrets():
-            found.add(secret)
-            found.add(crypto.derive_key(secret).decode())
-        return {s for s in found if len(s) >= 16}
+        """``SECRET_KEY``, the merchant API token, each signature-key secret and its key."""
+        if self._configured is None:
+            found = {str(settings.SECRET_KEY), settings.ETPAY["MERCHANT_API_TOKEN"]}
+            for secret in crypto.key_secrets():
+                found.add(secret)
+                found.add(crypto.derive_key(secret).decode())
+            self._configured = {s for s in found if len(s) >= 16}
+        return self._configured
 
-    def all(self) -> set[str]:
-        return {k for k in self.plain_keys if k} | self.configured()
+    def _is_key_part(self, fragment: str) -> bool:
+        if self._sorted_size != len(self.plain_keys):
+            self._sorted = sorted(k for k in self.plain_keys if k)
+            self._sorted_size = len(self.plain_keys)
+        index = bisect.bisect_left(self._sorted, fragment)
+        return index < len(self._sorted) and self._sorted[index].startswith(fragment)
 
     def search(self, where: str, kind: str, text: str | bytes) -> None:
         if isinstance(text, bytes):
             text = text.decode("utf-8", "replace")
         self.haystacks[kind] += 1
-        for secret in self.all():
+        for secret in self.configured():
             if secret in text:
-                self.hits.append(f"{kind} {where}: a secret of {len(secret)} characters")
+                self.hits.append(f"{kind} {where}: a configured secret")
+        for match in KEY_SHAPE.finditer(text):
+            if self._is_key_part(match.group()):
+                self.hits.append(f"{kind} {where}: a signature key ({len(match.group())} chars)")
 
     def search_response(self, where: str, response: Response) -> None:
         headers = "\n".join(f"{k}: {v}" for k, v in response.headers.items())
-        self.search(
-            where,
-            "reply",
-            f"{response.status}\n{headers}\n\n" + response.body.decode("utf-8", "replace"),
-        )
+        body = response.body.decode("utf-8", "replace")
+        self.search(where, "reply", f"{response.status}\n{headers}\n\n{body}")
 
     def search_database(self) -> None:
         """Every row of the app's tables as text: no plain signature key may be in it."""
-        tables = [model._meta.db_table for model in (PaymentSession, Notification)]
-        dump: list[str] = []
         with connection.cursor() as cursor:
-            for table in tables:
-                quoted = connection.ops.quote_name(table)
+            for model in (PaymentSession, Notification):
+                quoted = connection.ops.quote_name(model._meta.db_table)
                 if connection.vendor == "postgresql":
                     cursor.execute(f"SELECT t::text FROM {quoted} t")  # noqa: S608
-                    dump.extend(row[0] for row in cursor.fetchall())
+                    rows = [row[0] for row in cursor.fetchall()]
                 else:
                     cursor.execute(f"SELECT * FROM {quoted}")  # noqa: S608
-                    dump.extend(repr(row) for row in cursor.fetchall())
-        text = "\n".join(dump)
-        self.haystacks["database row"] += len(dump)
-        for key in self.plain_keys:
-            if key and key in text:
-                self.hits.append(f"database: a plain signature key of {len(key)} characters")
+                    rows = [repr(row) for row in cursor.fetchall()]
+                for row in rows:
+                    self.search(model._meta.db_table, "database row", row)
 
 
 # -- running cases ----------------------------------------------------------------------------
@@ -181,8 +194,10 @@ class Figures:
     wrong_transitions: list[str] = field(default_factory=list)
     missing_rows: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    outside_app: list[str] = field(default_factory=list)
 
     def add(self, other: Figures) -> None:
+        self.outside_app += other.outside_app
         self.cases += other.cases
         self.requests += other.requests
         self.server_errors += other.server_errors
@@ -237,7 +252,9 @@ def run_case(
 
     for index, response in enumerate(responses):
         search.search_response(f"{name}#{index}", response)
-        if response.status >= 500:
+        if response.status >= 500 and case.outside_app:
+            figures.outside_app.append(f"{name}: HTTP {response.status}: {case.outside_app}")
+        elif response.status >= 500:
             figures.server_errors.append(f"{name}: HTTP {response.status}")
         elif response.status not in case.statuses:
             figures.problems.append(
@@ -245,6 +262,8 @@ def run_case(
                 f"{response.body[:200]!r}"
             )
 
+    if case.outside_app:
+        return figures  # the app never saw the request
     if case.entry == "initialize":
         _check_initialize(case, ctx, sessions_before, figures)
     else:
@@ -378,7 +397,8 @@ def crawl_admin(
         key = session.signature_token
         for path, param in probes:
             answers = set()
-            for guess in (key[:6], key, "zzzzzz"):
+            # Prefixes short enough not to count as a key in the logs the probe itself fills.
+            for guess in (key[:6], key[:12], "sig-zzzzzzzz"):
                 response = visit(f"{path}?{param}={guess}")
                 answers.add(
                     (
@@ -407,12 +427,14 @@ def summary(
         f"  requests without a promised row         {len(figures.missing_rows)}",
         f"  secret hits                             {len(search.hits)}",
         f"  other problems                          {len(figures.problems)}",
+        f"  5xx from below the app (Django/server)  {len(figures.outside_app)}",
     ]
     for key, value in (extra or {}).items():
         lines.append(f"  {key:<40}{value}")
     searched = ", ".join(f"{n} {kind}s" for kind, n in sorted(search.haystacks.items()))
     lines.append(f"  searched for secrets in                 {searched}")
     details = [
+        *figures.outside_app,
         *figures.server_errors,
         *figures.wrong_transitions,
         *figures.missing_rows,

@@ -1,0 +1,158 @@
+"""Mutation scores of the result-processing code, from the last ``mutmut run``.
+
+    mutmut run                                   # writes mutants/ (see [mutmut] in setup.cfg)
+    python benchmarks/mutation_report.py [--check] [--survivors]
+
+Scores three parts: ``tokens.py``, the result-processing half of ``services.py`` (every function
+defined after its ``# -- results`` marker: process_notification, _run_pipeline,
+record_rejection, _apply_verified, reconcile_session, expire_sessions and their helpers) and
+``views.py``. A mutant counts as killed when a test failed, timed out or the type checker caught
+it. The score is killed / (killed + survived + no tests). Surviving mutants judged equivalent
+(no test can tell them apart from the original, see :data:`EQUIVALENT`) are listed with why,
+and a second score leaves them out. ``--check`` exits 1 when a score (without equivalents) is
+under its goal: 90 % for tokens.py and the services results, 85 % for views.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import difflib
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MUTANTS = ROOT / "mutants" / "django_etpay"
+
+GOALS = {"tokens.py": 90.0, "services.py (results)": 90.0, "views.py": 85.0}
+
+KILLED = {1, 3, 36, 37, 24, -24, 152, 255}
+SURVIVED = {0}
+NO_TESTS = {5, 33}
+
+#: Surviving mutants judged equivalent: no test can tell them from the original. Keyed by
+#: (function, the mutated line as mutmut writes it, stripped), so renumbering does not matter.
+EQUIVALENT: dict[tuple[str, str], str] = {}
+
+
+def results_functions() -> set[str]:
+    """Names of the functions defined after the ``# -- results`` marker of services.py."""
+    source = (ROOT / "django_etpay" / "services.py").read_text()
+    marker = source.index("# -- results")
+    start_line = source[:marker].count("\n") + 1
+    tree = ast.parse(source)
+    return {
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.lineno > start_line
+    }
+
+
+def function_of(mutant: str) -> str:
+    """``django_etpay.tokens.x_read_unverified__mutmut_3`` -> ``read_unverified``."""
+    name = mutant.rsplit(".", 1)[-1]
+    name = re.sub(r"__mutmut_\d+$", "", name)
+    name = re.sub(r"^x_", "", name)
+    # Methods: ``xǁClassǁmethod``.
+    return name.split("ǁ")[-1]
+
+
+def load(filename: str) -> dict[str, int | None]:
+    meta = MUTANTS / f"{filename}.meta"
+    if not meta.exists():
+        raise SystemExit(f"{meta} not found: run mutmut first")
+    data: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
+    return data
+
+
+def score(codes: list[int | None]) -> tuple[int, int, float]:
+    killed = sum(1 for c in codes if c in KILLED)
+    counted = sum(1 for c in codes if c in KILLED | SURVIVED | NO_TESTS)
+    return killed, counted, 100.0 * killed / counted if counted else 100.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 under a goal")
+    parser.add_argument("--survivors", action="store_true", help="list every survivor")
+    args = parser.parse_args()
+
+    results = results_functions()
+    parts: dict[str, dict[str, int | None]] = {
+        "tokens.py": load("tokens.py"),
+        "services.py (results)": {
+            k: v for k, v in load("services.py").items() if function_of(k) in results
+        },
+        "views.py": load("views.py"),
+    }
+    below = False
+    for part, codes in parts.items():
+        killed, counted, raw = score(list(codes.values()))
+        survivors = sorted(k for k, c in codes.items() if c not in KILLED)
+        equivalent = [k for k in survivors if k in EQUIVALENT_NAMES]
+        adjusted = 100.0 * killed / (counted - len(equivalent)) if counted else 100.0
+        goal = GOALS[part]
+        below |= adjusted < goal
+        print(
+            f"{part:<24} {killed}/{counted} killed = {raw:.1f} %; "
+            f"{len(equivalent)} equivalent, without them {adjusted:.1f} % (goal {goal:g} %)"
+        )
+        by_function = Counter(function_of(k) for k in survivors if k not in equivalent)
+        if by_function:
+            print("    survivors by function: " + ", ".join(
+                f"{name} {count}" for name, count in by_function.most_common()
+            ))
+        if args.survivors:
+            for name in survivors:
+                _function, line = CHANGES.get(name, ("?", "?"))
+                why = EQUIVALENT_NAMES.get(name)
+                mark = f"equivalent: {why}" if why else "SURVIVED"
+                print(f"    {name.rsplit('.', 1)[-1]}: {line}\n        [{mark}]")
+    return 1 if args.check and below else 0
+
+
+#: mutant name -> (function, mutated line); filled from the sources in mutants/.
+CHANGES: dict[str, tuple[str, str]] = {}
+#: mutant name -> why it is equivalent.
+EQUIVALENT_NAMES: dict[str, str] = {}
+
+
+def _read_changes() -> None:
+    """Diff every mutant function against its original in mutants/ to find what changed."""
+    for filename in ("tokens.py", "services.py", "views.py"):
+        path = MUTANTS / filename
+        if not path.exists():
+            continue
+        functions: dict[str, list[str]] = {}
+        current = None
+        for line in path.read_text().splitlines():
+            header = re.match(r"^(?:    )?def (x\w+?__mutmut_(?:orig|\d+))\(", line)
+            if header:
+                current = header.group(1)
+                functions[current] = []
+            elif current is not None and (line.startswith((" ", "\t", ")")) or not line):
+                functions[current].append(line)
+            else:
+                current = None
+        module = filename.removesuffix(".py")
+        for name, body in functions.items():
+            if name.endswith("__mutmut_orig"):
+                continue
+            original = functions.get(re.sub(r"__mutmut_\d+$", "__mutmut_orig", name), [])
+            changed = [
+                line[1:].strip()
+                for line in difflib.unified_diff(original, body, lineterm="", n=0)
+                if line.startswith("+") and not line.startswith("+++")
+            ]
+            key = f"django_etpay.{module}.{name}"
+            CHANGES[key] = (function_of(name), " / ".join(changed))
+            why = EQUIVALENT.get(CHANGES[key])
+            if why:
+                EQUIVALENT_NAMES[key] = why
+
+
+if __name__ == "__main__":
+    _read_changes()
+    raise SystemExit(main())

@@ -1,0 +1,233 @@
+"""``python -m tests.attack``: the attack suite against gunicorn on PostgreSQL.
+
+    python -m tests.attack [--workers 3] [--examples 5000] [--seed 8] [--no-fuzz]
+
+Starts a throw-away PostgreSQL server (``tests/postgres.py``), migrates it, starts a fake ETpay
+(:mod:`tests.attack.fake_etpay`) and gunicorn (sync workers) serving
+:mod:`tests.attack.settings`, then:
+
+1. fires the named corpus (:mod:`tests.attack.corpus`), concurrent cases with 16 threads;
+2. runs the property-based run (:mod:`tests.attack.fuzz`), ``--examples`` inputs per entry
+   point: notification, widget-result, return and the checkout calling ``initialize_session``;
+3. logs in to the admin and visits its lists and pages, probing lookups on the key;
+4. searches every reply, every log record (the app's, gunicorn's error and access logs) and
+   admin page for a secret, and every database row for a plain signature key.
+
+It prints cases, requests, 5xx, wrong transitions, requests without a promised row and secret
+hits (the goal for each is 0) and exits 1 when any is not 0. Everything stays on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_for(url: str, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            requests.get(url, timeout=10)
+            return
+        except requests.RequestException:
+            time.sleep(0.1)
+    raise SystemExit(f"gunicorn did not start at {url}")
+
+
+class LogSignals:
+    """Payment signals, read from the log file the workers write (new lines on each call)."""
+
+    pattern = re.compile(r"ATTACK-SIGNAL (payment_completed|payment_failed) (\d+)")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.all: Counter[tuple[str, int]] = Counter()
+
+    def __call__(self) -> list[tuple[str, int]]:
+        if not self.path.exists():
+            return []
+        with self.path.open("rb") as handle:
+            handle.seek(self.offset)
+            chunk = handle.read()
+        # Only whole lines: a worker may be writing the last one.
+        end = chunk.rfind(b"\n") + 1
+        self.offset += end
+        found = [
+            (match.group(1), int(match.group(2)))
+            for match in self.pattern.finditer(chunk[:end].decode("utf-8", "replace"))
+        ]
+        self.all.update(found)
+        return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--examples", type=int, default=5000, help="inputs per entry point")
+    parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument("--no-fuzz", action="store_true", help="corpus and admin only")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the log folder")
+    args = parser.parse_args(argv)
+
+    sys.path.insert(0, str(ROOT))
+    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.attack.settings"
+    os.environ.pop("ETPAY_TEST_DB", None)
+    logs = Path(tempfile.mkdtemp(prefix="etpay-attack-"))
+    os.environ["ETPAY_ATTACK_LOG_DIR"] = str(logs)
+
+    from tests.attack.fake_etpay import FakeEtpay
+    from tests.postgres import database_settings
+
+    db = database_settings()  # starts the server; gunicorn's workers reuse it via the env
+    os.environ["ETPAY_TEST_PGHOST"] = db["HOST"]
+    os.environ["ETPAY_TEST_PGPORT"] = db["PORT"]
+    fake = FakeEtpay().start()
+    os.environ["ETPAY_ATTACK_API_URL"] = fake.url
+
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    from django_etpay.models import PaymentSession
+    from tests.attack import fuzz
+    from tests.attack.corpus import CASES
+    from tests.attack.harness import (
+        Figures,
+        HttpTransport,
+        Response,
+        SecretSearch,
+        crawl_admin,
+        failed,
+        run_corpus,
+        summary,
+    )
+
+    call_command("migrate", verbosity=0)
+    password = secrets.token_urlsafe(16)
+    get_user_model().objects.create_superuser("attack-admin", "admin@example.com", password)
+
+    port = _free_port()
+    gunicorn = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--workers",
+            str(args.workers),
+            "--worker-class",
+            "sync",
+            "--timeout",
+            "60",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "info",
+            "--error-logfile",
+            str(logs / "gunicorn-error.log"),
+            "--access-logfile",
+            str(logs / "gunicorn-access.log"),
+            "tests.attack.wsgi:application",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    started = time.monotonic()
+    limit = int(settings.ETPAY["NOTIFICATION_MAX_BYTES"])
+    search = SecretSearch()
+    signals = LogSignals(logs / "app.log")
+    extra: dict[str, Any] = {}
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_for(f"{base}/etpay/return/", time.monotonic() + 60)
+        transport = HttpTransport(base)
+        print(
+            f"gunicorn {args.workers} sync workers on PostgreSQL, {os.cpu_count()} cores, "
+            f"seed {args.seed}"
+        )
+        figures = run_corpus(CASES, transport, signals, search, limit)
+        print(summary("corpus", figures, search))
+        extra["corpus cases"] = figures.cases
+
+        if not args.no_fuzz:
+
+            def report(entry: str, entry_figures: Figures) -> None:
+                extra[f"fuzz {entry} inputs"] = entry_figures.requests
+                print(summary(f"fuzz: {entry}", entry_figures, search))
+
+            figures.add(fuzz.run(transport.send, search, args.examples, args.seed, report))
+
+        admin = requests.Session()
+        login = f"{base}/admin/login/"
+        admin.get(login, timeout=30)
+        admin.post(
+            login,
+            data={
+                "username": "attack-admin",
+                "password": password,
+                "csrfmiddlewaretoken": admin.cookies["csrftoken"],
+                "next": "/admin/",
+            },
+            headers={"Referer": login},
+            timeout=30,
+        )
+
+        def get(path: str) -> Response:
+            reply = admin.get(base + path, allow_redirects=False, timeout=60)
+            return Response(reply.status_code, dict(reply.headers), reply.content)
+
+        sessions = list(PaymentSession.objects.exclude(token=None).order_by("-pk")[:20])
+        pages, oracles = crawl_admin(get, search, sessions)
+        extra["admin pages visited"] = pages
+        extra["admin lookup oracles"] = len(oracles)
+        figures.problems += oracles
+    finally:
+        gunicorn.terminate()
+        gunicorn.wait(timeout=60)
+        fake.stop()
+
+    search.plain_keys.update(fake.issued_keys)
+    search.search_database()
+    signals()
+    twice = [key for key, count in signals.all.items() if count > 1]
+    figures.wrong_transitions += [f"{name} fired twice for session {pk}" for name, pk in twice]
+    for log in sorted(logs.glob("*.log")):
+        text = log.read_text("utf-8", "replace")
+        extra[f"log {log.name}"] = f"{text.count(chr(10))} records"
+        search.search(log.name, "log file", text)
+    extra["signals fired"] = sum(signals.all.values())
+    extra["wall time"] = f"{time.monotonic() - started:.0f} s"
+    print(summary("attack run: all of it", figures, search, extra))
+    if args.keep_logs:
+        print(f"logs kept in {logs}")
+    else:
+        shutil.rmtree(logs, ignore_errors=True)
+    return 1 if failed(figures, search) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
