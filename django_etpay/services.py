@@ -382,7 +382,7 @@ def _send_on_commit(signal: Signal, sender: type[Any], **kwargs: Any) -> None:
             if isinstance(response, Exception):
                 logger.error(
                     "Receiver %s of a django_etpay signal raised %s",
-                    getattr(receiver_func, "__qualname__", repr(receiver_func)),
+                    getattr(receiver_func, "__qualname__", type(receiver_func).__qualname__),
                     type(response).__name__,
                     exc_info=response,
                 )

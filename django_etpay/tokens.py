@@ -161,16 +161,15 @@ def _decode(raw_jwt: str, key: str) -> dict[str, Any]:
         raise EtpayVerificationError(
             Reason.BAD_SIGNATURE, "The result's signature does not verify with its session."
         ) from err
-    except jwt.DecodeError as err:
-        logger.debug("ETpay result rejected: undecodable (%s)", type(err).__name__)
-        raise EtpayVerificationError(Reason.MALFORMED, "The result is not a valid JWT.") from err
     except jwt.InvalidTokenError as err:
+        # read_unverified parsed the same text first, so what fails here is a claim check.
         logger.debug("ETpay result rejected: invalid claims (%s)", type(err).__name__)
         raise EtpayVerificationError(
             Reason.INVALID_CLAIMS, f"The result's registered claims are invalid ({err})."
         ) from err
     except Exception as err:
-        # A parser failure PyJWT does not map (see read_unverified): malformed, never a 500.
+        # Anything else PyJWT raises (InvalidKeyError for a key shaped like a PEM key, parser
+        # errors older releases let escape): unusable, never a 500.
         logger.debug("ETpay result rejected: unparseable (%s)", type(err).__name__)
         raise EtpayVerificationError(Reason.MALFORMED, "The result is not a valid JWT.") from None
     return claims

@@ -550,7 +550,9 @@ class WidgetResultView(ResultIntakeMixin, ResultStateMixin, View):
             failure = ResultBodyError(Reason.TOO_LARGE, "Body too large.", status=413)
         except _BODY_ERRORS as err:
             failure = ResultBodyError(
-                Reason.MALFORMED, f"The body could not be parsed ({type(err).__name__})."
+                Reason.MALFORMED,
+                f"The body could not be parsed ({type(err).__name__}).",
+                raw_body=getattr(request, _BODY_ATTR, b"").decode(_UTF8, "replace"),
             )
         try:
             notification: Notification | None = services.record_rejection(
