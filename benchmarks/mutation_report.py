@@ -101,9 +101,10 @@ def main() -> int:
         )
         by_function = Counter(function_of(k) for k in survivors if k not in equivalent)
         if by_function:
-            print("    survivors by function: " + ", ".join(
-                f"{name} {count}" for name, count in by_function.most_common()
-            ))
+            print(
+                "    survivors by function: "
+                + ", ".join(f"{name} {count}" for name, count in by_function.most_common())
+            )
         if args.survivors:
             for name in survivors:
                 _function, line = CHANGES.get(name, ("?", "?"))

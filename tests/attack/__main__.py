@@ -82,6 +82,35 @@ class LogSignals:
         return found
 
 
+def forged_system_errors(transport: Any, limit: int, count: int = 300) -> dict[str, Any]:
+    """What ``count`` forged system errors, as large as the app accepts, leave stored.
+
+    Anyone holding a payment URL can mint them; before the storage bounds, 300 of them stored
+    300 rows for one session.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db.models import Sum
+    from django.db.models.functions import Length
+
+    from django_etpay.models import Notification
+    from tests.attack.corpus import Context, notify, payment, sized, system_error
+    from tests.factories import make_session
+
+    target = make_session()
+    ctx = Context(target=target, other=target, limit=limit, order_id="")
+    raw = sized(lambda pad: system_error(ctx, pad=pad), limit - 20)
+    request = notify(payment(raw))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        codes = Counter(r.status for r in pool.map(transport.send, [request] * count))
+    rows = Notification.objects.filter(session=target)
+    stored = rows.aggregate(total=Sum(Length("raw_body")))["total"] or 0
+    return {
+        "forged system errors sent": f"{count} x {len(request.body)} bytes, replies {dict(codes)}",
+        "forged system errors stored": f"{rows.count()} rows, {stored / 1024:.0f} KiB of body",
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=3)
@@ -172,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         figures = run_corpus(CASES, transport, signals, search, limit)
         print(summary("corpus", figures, search))
         extra["corpus cases"] = figures.cases
+
+        extra.update(forged_system_errors(transport, limit))
 
         if not args.no_fuzz:
 
