@@ -200,12 +200,14 @@ def test_widget_without_a_request_uses_relative_urls_and_no_csrf_token() -> None
         (
             {"status": "expired"},
             "finished",
-            f"The payment session for order {HOSTILE_ORDER} has ended. Start a new payment to pay.",
+            f"The payment session for order {HOSTILE_ORDER} has ended. "
+            "Start a new payment to pay.",
         ),
         (
             {"status": "failed"},
             "finished",
-            f"The payment session for order {HOSTILE_ORDER} has ended. Start a new payment to pay.",
+            f"The payment session for order {HOSTILE_ORDER} has ended. "
+            "Start a new payment to pay.",
         ),
     ],
 )
