@@ -14,6 +14,10 @@
  * - falls back to the full-page redirect when the frame cannot be used: no <dialog> support,
  *   or a funnel that never announces itself ("etpay:ready") because framing was refused.
  *
+ * A funnel that speaks to the loader sends {type, session_token}: "etpay:ready" once it is up,
+ * "etpay:result" with the JWT in "payment", and "etpay:close" when the payer presses Escape
+ * inside it (key presses in a cross-origin frame never reach this page).
+ *
  * Events on the container (bubbling CustomEvents): etpay:open, etpay:ready, etpay:close,
  * etpay:ignored {reason}, etpay:confirming, etpay:result {kind, status, httpStatus, url},
  * etpay:fallback {reason}.
@@ -123,6 +127,7 @@
     this.opener = null;
     this.id = (counter += 1);
     var link = container.querySelector("a[href]");
+    this.link = link;
     var self = this;
     if (link) {
       link.setAttribute("aria-haspopup", "dialog");
@@ -159,7 +164,8 @@
       this.fallback("unsupported");
       return;
     }
-    this.opener = opener || document.activeElement;
+    // Focus goes back here on close; a dialog opened on load goes back to the pay link.
+    this.opener = opener || this.link || document.activeElement;
     this.ready = false;
     this.confirming = false;
     this.build();
@@ -321,6 +327,11 @@
         }
         emit(this.container, "etpay:ready", {});
       }
+      return;
+    }
+    if (data.type === "etpay:close") {
+      // Escape pressed inside the funnel: key events do not cross into this page.
+      this.close();
       return;
     }
     if (data.type !== "etpay:result") {

@@ -3,7 +3,9 @@
 // Messages go only to the merchant's own origins (from the session's URLs), never to a wildcard,
 // and each names its session:
 //   {type: "etpay:ready", session_token}           the funnel is up inside the frame;
-//   {type: "etpay:result", session_token, payment}  the result JWT, once the payer is done.
+//   {type: "etpay:result", session_token, payment}  the result JWT, once the payer is done;
+//   {type: "etpay:close", session_token}           Escape pressed here, where the page that
+//                                                   frames the funnel cannot see the key.
 (function () {
   "use strict";
   var framed = window.parent !== window;
@@ -27,6 +29,11 @@
   }
 
   tell({ type: "etpay:ready" });
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape") {
+      tell({ type: "etpay:close" });
+    }
+  });
   var result = document.getElementById("etpay-sandbox-result");
   if (result) {
     tell({ type: "etpay:result", payment: result.getAttribute("data-payment") });
