@@ -251,10 +251,12 @@ def test_a_360_px_phone(new_page: Any, shop: Shop, screenshot: Any) -> None:
     box = dialog(page).bounding_box()
     frame_box = page.locator("iframe.etpay-dialog__frame").bounding_box()
     close_box = page.get_by_role("button", name="Cerrar").bounding_box()
-    assert box["x"] >= 0 and box["x"] + box["width"] <= 360.5, box
+    assert box["x"] >= 0, box
+    assert box["x"] + box["width"] <= 360.5, box
     assert box["height"] <= 740.5, box
     assert frame_box["width"] >= 340, frame_box
-    assert close_box["width"] >= 44 and close_box["height"] >= 44, close_box  # a fingertip
+    assert close_box["width"] >= 44, close_box  # a fingertip
+    assert close_box["height"] >= 44, close_box
     assert close_box["x"] + close_box["width"] <= 360.5
     # Nothing inside the funnel overflows sideways.
     overflow = (
