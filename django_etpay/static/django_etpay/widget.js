@@ -243,6 +243,7 @@
     this.message = message;
     this.actions = actions;
     this.closeButton = close;
+    this.footer = footer;
     this.showStatus(this.text("loading"), true);
     document.body.appendChild(dialog);
     frame.src = this.config.paymentUrl;
@@ -360,6 +361,7 @@
     var self = this;
     this.confirming = true;
     this.frame.hidden = true;
+    this.footer.hidden = true;
     this.closeButton.disabled = true;
     this.showStatus(this.text("confirming"), true);
     emit(this.container, "etpay:confirming", {});
