@@ -24,8 +24,9 @@ Fixtures for any test module under ``tests/browser/``:
     The example shop (``example_project/``) served by ``runserver`` for the whole run, with
     :mod:`tests.browser.shop_settings`: the shop at ``shop.url`` (``http://localhost:PORT``),
     its sandbox at ``shop.sandbox_url`` (``http://127.0.0.1:PORT/sandbox``, another origin),
-    a strict CSP with nonces on every shop page, demo products loaded, and a fresh SQLite
-    database whose rows ``shop.query(sql, params)`` reads.
+    a strict CSP with nonces on every shop page, demo products loaded, a fresh SQLite
+    database whose rows ``shop.query(sql, params)`` reads, and the server's output in
+    ``shop.log``.
 ``screenshot(target, name)``
     Saves a PNG of a page or a locator as ``<name>.png`` in ``ETPAY_SCREENSHOT_DIR`` (``make
     screenshots`` sets it to ``docs/img``), else in the run's temporary folder; returns the path.
@@ -36,6 +37,7 @@ page with the widget open), :func:`funnel_frame`, :func:`approve`, :func:`wait_f
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -47,8 +49,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.httpfakes import serving
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SHOP_DIR = ROOT / "example_project"
@@ -79,6 +79,8 @@ class Shop:
     url: str
     sandbox_url: str
     database: Path
+    #: The server's output (requests, the sandbox's webhook log lines, tracebacks).
+    log: Path
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Rows of a read-only query on the shop's database."""
@@ -97,13 +99,13 @@ def _free_port() -> int:
     return port
 
 
-@pytest.fixture(scope="session")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
-    """Serve the example shop (and its sandbox) until the run ends."""
+@contextlib.contextmanager
+def served_shop(folder: Path) -> Iterator[Shop]:
+    """Migrate a fresh database in ``folder``, load the demo products, serve the shop."""
     import subprocess
 
     port = _free_port()
-    database = tmp_path_factory.mktemp("shop") / "shop.sqlite3"
+    database = folder / "shop.sqlite3"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
     env.update(
         {
@@ -121,14 +123,60 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
         )
         assert result.returncode == 0, result.stderr
     args = [*manage, "runserver", f"127.0.0.1:{port}", "--noreload"]
-    with serving(args, port=port, env=env, cwd=str(SHOP_DIR), probe="/") as served:
-        yield Shop(
-            url=f"http://localhost:{port}",
-            sandbox_url=f"http://127.0.0.1:{port}/sandbox",
-            database=database,
+    # The server's log goes to a file: a pipe nobody reads fills up after a few hundred
+    # requests and then blocks the server.
+    log_path = folder / "server.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(  # noqa: S603 - fixed argv
+            args, cwd=SHOP_DIR, env=env, stdout=log, stderr=subprocess.STDOUT
         )
-    if os.environ.get("ETPAY_BROWSER_SERVER_LOG"):
-        Path(os.environ["ETPAY_BROWSER_SERVER_LOG"]).write_text(served.output)
+        try:
+            _wait_until_serving(process, f"http://127.0.0.1:{port}/", log_path)
+            yield Shop(
+                url=f"http://localhost:{port}",
+                sandbox_url=f"http://127.0.0.1:{port}/sandbox",
+                database=database,
+                log=log_path,
+            )
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+def _wait_until_serving(process: Any, url: str, log_path: Path) -> None:
+    import time
+
+    import requests
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            requests.get(url, timeout=2)
+            return
+        except requests.ConnectionError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"The example shop did not start:\n{log_path.read_text()}")
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
+    """Serve the example shop (and its sandbox) until the run ends."""
+    with served_shop(tmp_path_factory.mktemp("shop")) as served:
+        yield served
+
+
+def launch(playwright: Any) -> Any:
+    """Debian's Chromium with the flags the browser tests use."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"No Chromium at {CHROMIUM}: apt-get install chromium, or set ETPAY_CHROMIUM.")
+    # Playwright refuses --user-data-dir in launch(); it passes a fresh temporary one.
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
 @pytest.fixture(scope="session")

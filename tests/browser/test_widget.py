@@ -267,7 +267,8 @@ def test_a_360_px_phone(new_page: Any, shop: Shop, screenshot: Any) -> None:
     assert overflow <= 0
     screenshot(page, "widget-phone-360")
     funnel.get_by_label("RUT").fill("11.111.111-1")
-    funnel.get_by_role("button", name="Aprobar pago").tap()
+    # The phone keyboard's "Go" key submits the form with its first button, Approve.
+    funnel.get_by_label("RUT").press("Enter")
     expect_paid(page, shop, number)
 
 
@@ -308,3 +309,13 @@ def test_bank_buttons_open_the_funnel_at_that_bank(page: Any, shop: Shop, screen
         (number,),
     )
     assert [row[0] for row in banks] == ["", "cl_estado"]
+
+
+def test_the_return_page_leads_back_to_the_shop(page: Any, shop: Shop, screenshot: Any) -> None:
+    """django_etpay's own return page (no JWT on the URL, so the result is not known)."""
+    page.goto(f"{shop.url}/etpay/return/")
+    expect(page.get_by_role("heading")).to_have_text("Aún no conocemos el resultado del pago")
+    screenshot(page, "return-page")
+    page.get_by_role("link", name="Volver a la tienda").click()
+    page.wait_for_url(f"{shop.url}/")
+    expect(page.get_by_role("heading", name="Productos")).to_be_visible()
