@@ -319,3 +319,27 @@ def test_the_return_page_leads_back_to_the_shop(page: Any, shop: Shop, screensho
     page.get_by_role("link", name="Volver a la tienda").click()
     page.wait_for_url(f"{shop.url}/")
     expect(page.get_by_role("heading", name="Productos")).to_be_visible()
+
+
+def test_the_funnel_lets_only_the_shops_own_origin_frame_it(page: Any, shop: Shop) -> None:
+    """The sandbox's frame-ancestors, enforced by Chromium: a session opened from the shop at
+    127.0.0.1 may be framed there, and not by the same shop reached as localhost."""
+    page.allowed_errors = ["frame-ancestors"]
+    other = shop.url.replace("localhost", "127.0.0.1")
+    page.goto(f"{other}/")
+    page.locator("form[action='/checkout/taza-ceramica/'] button").click()
+    expect(dialog(page)).to_be_visible()
+    funnel_url = page.locator(".etpay-widget__open").get_attribute("href")
+    # Framed by its own shop (127.0.0.1): the funnel loads and says it is ready.
+    expect(funnel_frame(page).get_by_role("button", name="Aprobar pago")).to_be_visible()
+    expect(page.locator(".etpay-dialog__status")).to_be_hidden()
+
+    page.goto(f"{shop.url}/")  # the same shop, another origin
+    with page.expect_console_message(lambda message: "frame-ancestors" in message.text):
+        page.evaluate(
+            """(url) => { const f = document.createElement('iframe'); f.id = 'probe';
+                          f.src = url; document.body.appendChild(f); }""",
+            funnel_url,
+        )
+    expect(page.frame_locator("#probe").get_by_role("button")).to_have_count(0)
+    assert not [frame for frame in page.frames if frame.url == funnel_url]
