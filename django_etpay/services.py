@@ -309,6 +309,8 @@ _PAYER_FIELDS: dict[str, tuple[str, int]] = {
 }
 
 
+_UTF8 = "utf-8"
+
 #: What no database text column can hold: NUL (PostgreSQL) and lone surrogates (UTF-8).
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
@@ -321,10 +323,10 @@ def _storable(value: str) -> str:
 def _storable_text(raw: str) -> tuple[str, bool]:
     """``raw`` capped at ``NOTIFICATION_STORE_BYTES`` and made storable in any database."""
     limit = int(conf.get_setting("NOTIFICATION_STORE_BYTES"))
-    encoded = _storable(raw).encode("utf-8")
+    encoded = _storable(raw).encode(_UTF8)
     if len(encoded) <= limit:
-        return encoded.decode("utf-8"), False
-    return encoded[:limit].decode("utf-8", "ignore"), True
+        return encoded.decode(_UTF8), False
+    return encoded[:limit].decode(_UTF8, "ignore"), True
 
 
 def _storable_claims(claims: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -195,11 +195,10 @@ class ResultIntakeMixin:
         body = self.read_body(request)
         text = body.decode(_UTF8, "replace")
         if content_type == _MULTIPART:
-            # request.POST parses what read_body kept (or what the CSRF check parsed).
+            # request.POST parses what read_body kept (or what the CSRF check parsed); the body
+            # is within the limits already, so whatever it raises is a parse failure.
             try:
                 value = request.POST.get(self.field_name) or ""
-            except RequestDataTooBig:
-                raise ResultBodyError(Reason.TOO_LARGE, "Body too large.", status=413) from None
             except _BODY_ERRORS as err:
                 raise ResultBodyError(
                     Reason.MALFORMED,
@@ -441,7 +440,7 @@ class ReturnView(ResultStateMixin, View):
             # A query string Django refuses to parse (too many fields...): bad input, stored.
             return self._reject(request, Reason.MALFORMED, type(err).__name__, remote_addr)
         if raw_jwt is None:
-            return self.render_result(request, None, status=200)
+            return self.render_result(request, None)
         limit = int(conf.get_setting("NOTIFICATION_MAX_BYTES"))
         try:
             if len(raw_jwt) > limit:
@@ -481,7 +480,7 @@ class ReturnView(ResultStateMixin, View):
         return self.render_result(request, None, status=400)
 
     def render_result(
-        self, request: HttpRequest, notification: Notification | None, *, status: int
+        self, request: HttpRequest, notification: Notification | None, *, status: int = 200
     ) -> TemplateResponse:
         """Render :attr:`template_name` for ``notification`` (``None``: result unknown).
 
@@ -546,16 +545,16 @@ class WidgetResultView(ResultIntakeMixin, ResultStateMixin, View):
             return protected(request, *args, **kwargs)
         except ResultBodyError as err:
             failure = err
-        except RequestDataTooBig:
-            failure = ResultBodyError(Reason.TOO_LARGE, "Body too large.", status=413)
         except _BODY_ERRORS as err:
+            # Raised by the CSRF check parsing the body read above.
             failure = ResultBodyError(
                 Reason.MALFORMED,
                 f"The body could not be parsed ({type(err).__name__}).",
-                raw_body=getattr(request, _BODY_ATTR, b"").decode(_UTF8, "replace"),
+                raw_body=self.read_body(request).decode(_UTF8, "replace"),
             )
+        status = failure.status
         try:
-            notification: Notification | None = services.record_rejection(
+            services.record_rejection(
                 channel=self.channel,
                 reason=failure.reason,
                 detail=failure.detail,
@@ -564,8 +563,9 @@ class WidgetResultView(ResultIntakeMixin, ResultStateMixin, View):
             )
         except Exception as err:
             logger.error("ETpay widget result could not be stored (%s)", type(err).__name__)
-            return self.reply(None, status=500)
-        return self.reply(notification, status=failure.status)
+            status = 500
+        # A rejection tells nothing: the reply is the same with or without the stored row.
+        return self.reply(None, status=status)
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
         notification, status = self.receive(request)

@@ -679,3 +679,29 @@ def test_expire_updates_the_rows_and_the_sessions_it_signals(
         1,
     )
     assert args[1] < timezone.now() - timedelta(minutes=59)
+
+
+def test_a_detail_is_cut_at_2000_characters() -> None:
+    session = make_session()
+    notification = process(mint_jwt(session, merchant_amount=int("9" * 2500)))
+    notification.refresh_from_db()
+    assert notification.reason == Reason.AMOUNT_MISMATCH
+    assert len(notification.detail) == 2000
+    assert notification.detail.startswith("The result's amount (999")
+
+
+def test_reconcile_clearing_the_flag_alone_touches_updated_at(
+    mocked_responses: responses_lib.RequestsMock,
+) -> None:
+    session = make_session()
+    process(mint_jwt(session))
+    long_ago = timezone.now() - timedelta(days=1)
+    PaymentSession.objects.filter(pk=session.pk).update(
+        needs_reconciliation=True, updated_at=long_ago
+    )
+    entry = {k: v for k, v in mint_payment_claims(session).items() if k != "iat"}
+    mocked_responses.post(STATUS_URL, json=[entry])
+    [repeat] = services.reconcile_session(session)
+    assert repeat.outcome == Outcome.DUPLICATE
+    assert session.needs_reconciliation is False
+    assert session.updated_at > long_ago

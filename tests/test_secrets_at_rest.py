@@ -266,6 +266,22 @@ def test_result_for_an_unreadable_row_is_rejected_with_its_reason(
     records = Notification.objects.filter(session=session)
     assert [(n.outcome, n.reason) for n in records] == [("rejected", "key_unavailable")] * 2
     assert "cannot be decrypted" in records[0].detail
+    errors = [
+        (r.msg, r.args)
+        for r in caplog.records
+        if r.name == "django_etpay" and r.levelno >= logging.ERROR
+    ]
+    assert (
+        errors
+        == [
+            (
+                "ETpay %s result for session %s cannot be verified: its signature_token cannot be "
+                "decrypted with the configured keys (see etpay_rotate_keys)",
+                ("webhook", session.pk),
+            )
+        ]
+        * 2
+    )
     assert KEY not in caplog.text
     assert stored(session) not in caplog.text + records[0].detail
 

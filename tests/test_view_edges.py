@@ -518,3 +518,96 @@ def test_views_accept_extra_keyword_arguments() -> None:
     assert response.status_code == 200
     session.refresh_from_db()
     assert session.status == Status.PAID
+
+
+# -- what the views tell, case by case -----------------------------------------------------------
+
+
+def test_unknown_charset_and_broken_bytes_still_read_the_form(client: Client) -> None:
+    session = make_session()
+    body = b"note=\xff&payment=" + mint_jwt(session).encode()
+    response = post(client, body, "application/x-www-form-urlencoded; charset=x-unknown")
+    assert response.status_code == 200
+
+
+def test_utf16_form_with_a_stray_byte_is_read(client: Client) -> None:
+    session = make_session()
+    body = f"payment={mint_jwt(session)}&x=1".encode("utf-16") + b"\x00"
+    response = post(client, body, "application/x-www-form-urlencoded; charset=utf-16")
+    assert response.status_code == 200
+
+
+def test_widget_form_in_utf16(csrf_client: Client) -> None:
+    session = make_session()
+    response = csrf_client.generic(
+        "POST",
+        WIDGET_URL,
+        f"payment={mint_jwt(session)}".encode("utf-16"),
+        content_type="application/x-www-form-urlencoded; charset=utf-16",
+        HTTP_X_CSRFTOKEN=CSRF,
+    )
+    assert response.status_code == 200
+    assert response.json()["status"] == "paid"
+
+
+def test_widget_unparseable_body_keeps_its_bytes_readable(csrf_client: Client) -> None:
+    body = b"--b\r\n\xff\xfe broken"
+    response = csrf_client.generic(
+        "POST", WIDGET_URL, body, content_type="multipart/form-data", HTTP_X_CSRFTOKEN=CSRF
+    )
+    assert response.status_code == 400
+    assert stored().raw_body == body.decode("utf-8", "replace")
+
+
+def test_get_remote_addr_without_an_address() -> None:
+    request = RequestFactory().get(RETURN_URL)
+    del request.META["REMOTE_ADDR"]
+    assert views.ReturnView().get_remote_addr(request) is None
+    assert views.NotificationView().get_remote_addr(request) is None
+    request.META["REMOTE_ADDR"] = "192.0.2.1"
+    assert views.NotificationView().get_remote_addr(request) == "192.0.2.1"
+
+
+@pytest.mark.parametrize(
+    ("status", "claims"),
+    [(Status.ERROR, {"payment_status": False}), (Status.FAILED, {"payment_status": "processing"})],
+    ids=["failure-on-an-errored-session", "unknown-status-on-a-failed-session"],
+)
+def test_the_failed_state_comes_from_the_result_or_the_session(
+    client: Client, status: str, claims: dict[str, Any]
+) -> None:
+    session = make_session(status=status)
+    response = client.get(RETURN_URL, {"jwt": mint_jwt(session, **claims)})
+    assert response.context["state"] == "failed"
+
+
+def test_pages_rendered_after_failures_have_the_request(client: Client, settings: Any) -> None:
+    settings.ETPAY = {**settings.ETPAY, "NOTIFICATION_MAX_BYTES": 10}
+    too_long = client.get(RETURN_URL, {"jwt": "x" * 11})
+    settings.ETPAY = {**settings.ETPAY, "NOTIFICATION_MAX_BYTES": 65536}
+    with mock.patch.object(services, "process_notification", side_effect=DatabaseError("x")):
+        failing = client.get(RETURN_URL, {"jwt": "a.b.c"})
+    assert [p.status_code for p in (too_long, failing)] == [400, 500]
+    for page in (too_long, failing):
+        assert page.context["request"].path == RETURN_URL
+
+
+def test_unreadable_url_page_that_cannot_be_stored_has_the_request(settings: Any) -> None:
+    from django.test.signals import template_rendered
+
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 3
+    contexts: list[Any] = []
+
+    def capture(sender: Any, context: Any, **kwargs: Any) -> None:
+        contexts.append(context.flatten())  # while the context processors' values are bound
+
+    request = RequestFactory().get(RETURN_URL + "?" + "&".join(f"f{i}=1" for i in range(9)))
+    template_rendered.connect(capture, dispatch_uid="edges-capture")
+    try:
+        with mock.patch.object(services, "record_rejection", side_effect=DatabaseError("x")):
+            response = views.ReturnView.as_view()(request)
+            response.render()
+    finally:
+        template_rendered.disconnect(dispatch_uid="edges-capture")
+    assert response.status_code == 500
+    assert contexts[0]["request"] is request

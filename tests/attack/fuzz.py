@@ -306,12 +306,10 @@ class FuzzRun:
     seed: int
 
     def _fresh(self, data: st.DataObject) -> tuple[PaymentSession, PaymentSession, str, str]:
-        target, other = make_session(), make_session()
-        self.search.plain_keys.update([target.signature_token, other.signature_token])
         before = data.draw(st.sampled_from(STATUSES))
         other_before = data.draw(st.sampled_from(STATUSES))
-        PaymentSession.objects.filter(pk=target.pk).update(status=before)
-        PaymentSession.objects.filter(pk=other.pk).update(status=other_before)
+        target, other = make_session(status=before), make_session(status=other_before)
+        self.search.plain_keys.update([target.signature_token, other.signature_token])
         return target, other, before, other_before
 
     def _transitions(
