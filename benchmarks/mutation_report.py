@@ -9,8 +9,10 @@ record_rejection, _apply_verified, reconcile_session, expire_sessions and their 
 ``views.py``. A mutant counts as killed when a test failed, timed out or the type checker caught
 it. The score is killed / (killed + survived + no tests). Surviving mutants judged equivalent
 (no test can tell them apart from the original, see :data:`EQUIVALENT`) are listed with why,
-and a second score leaves them out. ``--check`` exits 1 when a score (without equivalents) is
-under its goal: 90 % for tokens.py and the services results, 85 % for views.py.
+and a second score leaves them out and counts as killed the survivors a PostgreSQL-only test
+kills (:data:`KILLED_ON_POSTGRESQL`: the mutmut run uses SQLite, where that test skips).
+``--check`` exits 1 when that second score is under its goal: 90 % for tokens.py and the
+services results, 85 % for views.py.
 """
 
 from __future__ import annotations
@@ -34,7 +36,32 @@ NO_TESTS = {5, 33}
 
 #: Surviving mutants judged equivalent: no test can tell them from the original. Keyed by
 #: (function, the mutated line as mutmut writes it, stripped), so renumbering does not matter.
-EQUIVALENT: dict[tuple[str, str], str] = {}
+EQUIVALENT: dict[tuple[str, str], str] = {
+    ("reconcile_session", "raw_body=json.dumps(entry, ensure_ascii=None),"): (
+        "None is falsy: json.dumps treats ensure_ascii=None exactly as False"
+    ),
+    ("check_body_then_csrf", "return protected(request, **kwargs)"): (
+        "no URL pattern passes positional arguments to the widget view, and post() ignores "
+        "them: dropping *args changes nothing"
+    ),
+    ("check_body_then_csrf", "return protected(request, *args, )"): (
+        "the widget-result URL passes no keyword arguments, and post() ignores them: dropping "
+        "**kwargs changes nothing"
+    ),
+}
+
+#: Survivors of the SQLite run that a PostgreSQL-only test kills (the run uses SQLite; each was
+#: checked by applying the mutation by hand and running the test on PostgreSQL).
+KILLED_ON_POSTGRESQL: dict[tuple[str, str], str] = {
+    (
+        "expire_sessions",
+        "PaymentSession.objects.select_for_update(skip_locked=None)",
+    ): "tests/test_reconcile_expire.py::test_expire_skips_a_session_locked_by_result_processing",
+    (
+        "expire_sessions",
+        "PaymentSession.objects.select_for_update(skip_locked=False)",
+    ): "tests/test_reconcile_expire.py::test_expire_skips_a_session_locked_by_result_processing",
+}
 
 
 def results_functions() -> set[str]:
@@ -92,14 +119,18 @@ def main() -> int:
         killed, counted, raw = score(list(codes.values()))
         survivors = sorted(k for k, c in codes.items() if c not in KILLED)
         equivalent = [k for k in survivors if k in EQUIVALENT_NAMES]
-        adjusted = 100.0 * killed / (counted - len(equivalent)) if counted else 100.0
+        on_postgresql = [k for k in survivors if k in POSTGRESQL_NAMES]
+        kept = counted - len(equivalent)
+        adjusted = 100.0 * (killed + len(on_postgresql)) / kept if kept else 100.0
         goal = GOALS[part]
         below |= adjusted < goal
         print(
             f"{part:<24} {killed}/{counted} killed = {raw:.1f} %; "
-            f"{len(equivalent)} equivalent, without them {adjusted:.1f} % (goal {goal:g} %)"
+            f"+{len(on_postgresql)} killed on PostgreSQL, {len(equivalent)} equivalent: "
+            f"{killed + len(on_postgresql)}/{kept} = {adjusted:.1f} % (goal {goal:g} %)"
         )
-        by_function = Counter(function_of(k) for k in survivors if k not in equivalent)
+        left = [k for k in survivors if k not in equivalent and k not in on_postgresql]
+        by_function = Counter(function_of(k) for k in left)
         if by_function:
             print(
                 "    survivors by function: "
@@ -109,7 +140,14 @@ def main() -> int:
             for name in survivors:
                 _function, line = CHANGES.get(name, ("?", "?"))
                 why = EQUIVALENT_NAMES.get(name)
-                mark = f"equivalent: {why}" if why else "SURVIVED"
+                test = POSTGRESQL_NAMES.get(name)
+                mark = (
+                    f"equivalent: {why}"
+                    if why
+                    else f"killed on PostgreSQL by {test}"
+                    if test
+                    else "SURVIVED"
+                )
                 print(f"    {name.rsplit('.', 1)[-1]}: {line}\n        [{mark}]")
     return 1 if args.check and below else 0
 
@@ -118,6 +156,8 @@ def main() -> int:
 CHANGES: dict[str, tuple[str, str]] = {}
 #: mutant name -> why it is equivalent.
 EQUIVALENT_NAMES: dict[str, str] = {}
+#: mutant name -> the PostgreSQL test that kills it.
+POSTGRESQL_NAMES: dict[str, str] = {}
 
 
 def _read_changes() -> None:
@@ -152,6 +192,9 @@ def _read_changes() -> None:
             why = EQUIVALENT.get(CHANGES[key])
             if why:
                 EQUIVALENT_NAMES[key] = why
+            test = KILLED_ON_POSTGRESQL.get(CHANGES[key])
+            if test:
+                POSTGRESQL_NAMES[key] = test
 
 
 if __name__ == "__main__":

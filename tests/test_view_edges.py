@@ -611,3 +611,17 @@ def test_unreadable_url_page_that_cannot_be_stored_has_the_request(settings: Any
         template_rendered.disconnect(dispatch_uid="edges-capture")
     assert response.status_code == 500
     assert contexts[0]["request"] is request
+
+
+def test_widget_csrf_token_inside_a_utf16_form(csrf_client: Client) -> None:
+    # The CSRF check reads the token from the body, parsed in the body's own charset.
+    session = make_session()
+    body = f"payment={mint_jwt(session)}&csrfmiddlewaretoken={CSRF}".encode("utf-16")
+    response = csrf_client.generic(
+        "POST",
+        WIDGET_URL,
+        body,
+        content_type="application/x-www-form-urlencoded; charset=utf-16",
+    )
+    assert response.status_code == 200
+    assert response.json()["status"] == "paid"
