@@ -118,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--no-fuzz", action="store_true", help="corpus and admin only")
     parser.add_argument("--keep-logs", action="store_true", help="keep the log folder")
+    parser.add_argument(
+        "--entries",
+        default="notification,widget,return,initialize",
+        help="entry points of the property-based run, comma-separated",
+    )
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(ROOT))
@@ -210,7 +215,17 @@ def main(argv: list[str] | None = None) -> int:
                 extra[f"fuzz {entry} inputs"] = entry_figures.requests
                 print(summary(f"fuzz: {entry}", entry_figures, search))
 
-            figures.add(fuzz.run(transport.send, search, args.examples, args.seed, report))
+            entries = tuple(e.strip() for e in args.entries.split(",") if e.strip())
+            figures.add(
+                fuzz.run(
+                    transport.send,
+                    search,
+                    args.examples,
+                    args.seed,
+                    report,
+                    entries,
+                )
+            )
 
         admin = requests.Session()
         login = f"{base}/admin/login/"

@@ -161,7 +161,8 @@ class SecretSearch:
                 self.hits.append(f"{kind} {where}: a configured secret")
         for match in KEY_SHAPE.finditer(text):
             if self._is_key_part(match.group()):
-                self.hits.append(f"{kind} {where}: a signature key ({len(match.group())} chars)")
+                found = len(match.group())
+                self.hits.append(f"{kind} {where}: a signature key ({found} chars)")
 
     def search_response(self, where: str, response: Response) -> None:
         headers = "\n".join(f"{k}: {v}" for k, v in response.headers.items())
