@@ -58,6 +58,19 @@ DEFAULTS: dict[str, Any] = {
     # Where the return view sends the payer; URL names or paths. None renders a template.
     "SUCCESS_URL": None,
     "FAILURE_URL": None,
+    # etpay_reconcile asks ETpay again about the same session at most this often, so that a
+    # session ETpay knows nothing of is not queried (and logged) on every run.
+    "RECONCILE_INTERVAL": timedelta(hours=1),
+    # A completion effect (payment_completed, payment_failed, session_expired) whose receivers
+    # have not all finished this long after its delivery started is delivered again by
+    # etpay_reconcile. Longer than your slowest receiver, so that a slow receiver is not
+    # delivered twice; each further retry waits twice as long (capped at a day).
+    "EFFECT_RETRY_AFTER": timedelta(minutes=10),
+    # Deliveries of one effect before giving up (the effect is then "failed" in the admin).
+    "EFFECT_MAX_ATTEMPTS": 10,
+    # Default age for etpay_purge and the purge task: raw bodies and payer personal data older
+    # than this are removed. None means the age must be given each time.
+    "PURGE_AFTER": None,
 }
 
 
@@ -151,3 +164,15 @@ def get_timeout() -> tuple[float, float]:
         return (float(value), float(value))
     connect, read = value
     return (float(connect), float(read))
+
+
+def get_duration(key: str) -> timedelta:
+    """A duration setting as a ``timedelta``; a plain number is read as seconds."""
+    value = get_setting(key)
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise EtpayConfigurationError(
+            f'ETPAY["{key}"] must be a timedelta or a number of seconds.'
+        )
+    return timedelta(seconds=float(value))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +20,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from django_etpay import conf, signals, tokens, validators
+from django_etpay import conf, outbox, signals, tokens, validators
 from django_etpay.client import EtpayClient
 from django_etpay.exceptions import (
     EtpayAPIError,
@@ -29,7 +29,7 @@ from django_etpay.exceptions import (
     EtpayValidationError,
     EtpayVerificationError,
 )
-from django_etpay.models import Notification, PaymentSession
+from django_etpay.models import Notification, OutboxEffect, PaymentSession
 
 logger = logging.getLogger("django_etpay")
 
@@ -298,6 +298,12 @@ _TARGET_STATUS: dict[str, str] = {
     Result.FAILURE: PaymentSession.Status.FAILED,
 }
 
+# The completion effect (and so the signal) of each transition a result makes.
+_EFFECT_KINDS: dict[str, str] = {
+    PaymentSession.Status.PAID: OutboxEffect.Kind.PAYMENT_COMPLETED,
+    PaymentSession.Status.FAILED: OutboxEffect.Kind.PAYMENT_FAILED,
+}
+
 # Payer details ETpay reports -> (session field, its max_length).
 _PAYER_FIELDS: dict[str, tuple[str, int]] = {
     "payment_token": ("payment_token", 255),
@@ -553,9 +559,10 @@ def _apply_verified(
             session.status,
             channel,
         )
-        _send_on_commit(
-            signal,
-            sender=PaymentSession,
+        # Recorded in this transaction, delivered after commit, re-delivered if this process
+        # dies before every receiver finished (see django_etpay.outbox).
+        outbox.record(
+            _EFFECT_KINDS[session.status],
             session=session,
             notification=notification,
             previous_status=status_before,
@@ -712,8 +719,10 @@ def reconcile_session(session: PaymentSession) -> list[Notification]:
     Calls ``/merchant/check_payment_status`` by session token with the session's own merchant
     account. Each entry naming this session goes through the same cross-checks and transition
     rule as a JWT, with channel ``poll``; entries for other sessions are ignored.
-    ``needs_reconciliation`` is cleared when ETpay reported a success or failure. ``session``
-    is refreshed from the database before returning.
+    ``needs_reconciliation`` is cleared when ETpay reported a success or failure. When ETpay's
+    answer names no payment of this session, that is recorded too: one ``poll`` notification,
+    outcome ``duplicate`` (nothing changed), reason ``unknown_to_etpay``. ``session`` is
+    refreshed from the database before returning.
 
     Raises :class:`~django_etpay.exceptions.EtpayAPIError` when ETpay cannot be asked; returns
     ``[]`` for a session ETpay never gave a token.
@@ -740,12 +749,35 @@ def reconcile_session(session: PaymentSession) -> list[Notification]:
         notifications.append(notification)
         if notification.outcome != Outcome.REJECTED and result.result in _TARGET_STATUS:
             learned = True
+    if not notifications:
+        notifications.append(_record_unknown_to_etpay(session, len(entries)))
     if learned:
         PaymentSession.objects.filter(pk=session.pk, needs_reconciliation=True).update(
             needs_reconciliation=False, updated_at=timezone.now()
         )
     session.refresh_from_db()
     return notifications
+
+
+def _record_unknown_to_etpay(session: PaymentSession, entries: int) -> Notification:
+    """Leave a trace of a status query that found no payment of ``session``."""
+    session.refresh_from_db(fields=["status"])
+    notification = _new_notification(
+        session=session,
+        channel=Channel.POLL,
+        outcome=Outcome.DUPLICATE,
+        reason=Reason.UNKNOWN_TO_ETPAY,
+        detail=(
+            "ETpay's status query returned no payment for this session"
+            + (f" ({entries} entries for other sessions)." if entries else ".")
+        ),
+        result=Result.UNKNOWN,
+        status_before=session.status,
+        status_after=session.status,
+    )
+    notification.save()
+    logger.info("ETpay knows no payment of session %s (status query)", session.pk)
+    return notification
 
 
 def _constant(
@@ -759,23 +791,35 @@ def _constant(
     return verify
 
 
-def expire_sessions(older_than: timedelta | None = None) -> int:
+def expire_sessions(
+    older_than: timedelta | None = None,
+    *,
+    limit: int | None = None,
+    ids: Iterable[int] | None = None,
+) -> int:
     """Mark ``pending`` sessions created more than ``older_than`` ago as ``expired``.
 
     ``older_than`` defaults to ``ETPAY["SESSION_TTL"]``. Sessions locked by a result being
     processed at that moment are skipped (the next run sees them). ``session_expired`` is
-    sent once per session after commit. A success that arrives later still marks an expired
-    session paid. Returns how many sessions were expired.
+    sent once per session after commit (through the outbox, so a crash does not lose it). A
+    success that arrives later still marks an expired session paid. ``limit`` expires at most
+    that many, oldest first, in one transaction (call again until it returns 0 to work in
+    bounded batches); ``ids`` restricts it to those sessions. Returns how many were expired.
     """
     ttl: Any = older_than if older_than is not None else conf.get_setting("SESSION_TTL")
     if not isinstance(ttl, timedelta):
         ttl = timedelta(seconds=float(ttl))
     cutoff = timezone.now() - ttl
+    candidates = PaymentSession.objects.filter(
+        status=PaymentSession.Status.PENDING, created_at__lt=cutoff
+    )
+    if ids is not None:
+        candidates = candidates.filter(pk__in=list(ids))
     with transaction.atomic():
         sessions = list(
-            PaymentSession.objects.select_for_update(skip_locked=True)
-            .filter(status=PaymentSession.Status.PENDING, created_at__lt=cutoff)
-            .order_by("pk")
+            candidates.select_for_update(skip_locked=True).order_by("pk")[:limit]
+            if limit is not None
+            else candidates.select_for_update(skip_locked=True).order_by("pk")
         )
         if not sessions:
             return 0
@@ -786,6 +830,8 @@ def expire_sessions(older_than: timedelta | None = None) -> int:
         for session in sessions:
             session.status = PaymentSession.Status.EXPIRED
             session.updated_at = now
-            _send_on_commit(signals.session_expired, sender=PaymentSession, session=session)
+        outbox.record_many(
+            OutboxEffect.Kind.SESSION_EXPIRED, sessions, previous_status=PaymentSession.Status.PENDING
+        )
     logger.info("Expired %d ETpay sessions pending since before %s", len(sessions), cutoff)
     return len(sessions)
