@@ -38,6 +38,8 @@ def parse_duration(text: str) -> timedelta:
     """``"90m"``, ``"2h"``, ``"7d"``, ``"45s"``, plain seconds, or Django's own formats
     (``"1:30:00"``, ``"P1D"``). ``ValueError`` for anything else or a negative duration."""
     value = text.strip().lower()
+    if not value:
+        raise ValueError("An empty duration; give one such as 30m, 2h or 7d.")
     number, unit = value[:-1], value[-1:]
     result: timedelta | None
     if unit in _UNITS and number.replace(".", "", 1).isdigit():
