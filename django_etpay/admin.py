@@ -33,8 +33,8 @@ from django.utils.translation import ngettext
 
 from django_etpay import conf, operations, outbox
 from django_etpay.exceptions import EtpayConfigurationError
-from django_etpay.money import format_amount
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
+from django_etpay.money import format_amount
 
 if TYPE_CHECKING:
     # The admin classes are generic only for type checkers; Django's are not subscriptable.
@@ -67,7 +67,7 @@ class _AtLeast(int):
         return f"{int(self)}+"
 
 
-class CappedCountPaginator(Paginator):
+class CappedCountPaginator(Paginator):  # type: ignore[type-arg]
     """Counts at most :attr:`limit` + 1 rows (``SELECT COUNT(*) FROM (... LIMIT n)``).
 
     Django's paginator counts the whole filtered table on every page view, which reads
@@ -79,7 +79,8 @@ class CappedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        counted = self.object_list.order_by()[: self.limit + 1].count()
+        object_list: Any = self.object_list  # the admin always paginates a QuerySet
+        counted = object_list.order_by()[: self.limit + 1].count()
         return _AtLeast(self.limit) if counted > self.limit else counted
 
 
@@ -409,8 +410,7 @@ class PaymentSessionAdmin(_SessionAdminBase):
                 request,
                 ngettext(
                     "%(count)d session has no ETpay token (ETpay never created it); skipped.",
-                    "%(count)d sessions have no ETpay token (ETpay never created them); "
-                    "skipped.",
+                    "%(count)d sessions have no ETpay token (ETpay never created them); skipped.",
                     skipped,
                 )
                 % {"count": skipped},
@@ -472,7 +472,7 @@ class NotificationAdmin(_NotificationAdminBase):
     list_per_page = 50
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        evidence = ("claims_pretty", "raw_body", "raw_body_truncated")
+        evidence: tuple[str, ...] = ("claims_pretty", "raw_body", "raw_body_truncated")
         if not _can_see_payer_data(request):
             evidence = ("claims_redacted", "raw_body_hidden")
         return (

@@ -122,7 +122,9 @@ class ReconcileSummary:
     def describe(self, *, include_zero: bool = True) -> str:
         """One line for people: "Checked 5 sessions: 2 now paid, ..., 1 failed to ask."."""
         text = ngettext(
-            "Checked %(count)d session with ETpay", "Checked %(count)d sessions with ETpay", self.checked
+            "Checked %(count)d session with ETpay",
+            "Checked %(count)d sessions with ETpay",
+            self.checked,
         ) % {"count": self.checked}
         parts = self.parts(include_zero=include_zero)
         if parts:
@@ -130,10 +132,14 @@ class ReconcileSummary:
         text += "."
         effects = self.effects
         if effects.delivered or effects.failed or effects.gave_up:
-            text += " " + _(
-                "Effects delivered again: %(delivered)d, still failing: %(failed)d, "
-                "given up: %(gave_up)d."
-            ) % effects.as_dict()
+            text += (
+                " "
+                + _(
+                    "Effects delivered again: %(delivered)d, still failing: %(failed)d, "
+                    "given up: %(gave_up)d."
+                )
+                % effects.as_dict()
+            )
         if self.stopped:
             text += " " + self.stopped
         return text

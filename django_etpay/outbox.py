@@ -232,9 +232,7 @@ def deliver_due(*, limit: int | None = None) -> DeliveryReport:
         if limit is not None and done >= limit:
             break
         size = BATCH_SIZE if limit is None else min(BATCH_SIZE, limit - done)
-        pks = list(
-            due().filter(pk__gt=last_pk).order_by("pk").values_list("pk", flat=True)[:size]
-        )
+        pks = list(due().filter(pk__gt=last_pk).order_by("pk").values_list("pk", flat=True)[:size])
         if not pks:
             break
         last_pk = pks[-1]

@@ -831,7 +831,9 @@ def expire_sessions(
             session.status = PaymentSession.Status.EXPIRED
             session.updated_at = now
         outbox.record_many(
-            OutboxEffect.Kind.SESSION_EXPIRED, sessions, previous_status=PaymentSession.Status.PENDING
+            OutboxEffect.Kind.SESSION_EXPIRED,
+            sessions,
+            previous_status=PaymentSession.Status.PENDING,
         )
     logger.info("Expired %d ETpay sessions pending since before %s", len(sessions), cutoff)
     return len(sessions)

@@ -370,7 +370,9 @@ def test_needs_attention_filter(admin_client: Client, db: Any) -> None:
     assert fine_pending.pk not in shown("yes")
 
 
-def test_notification_filters_and_search(admin_client: Client, paid_session: PaymentSession) -> None:
+def test_notification_filters_and_search(
+    admin_client: Client, paid_session: PaymentSession
+) -> None:
     other = make_session(merchant_order_id="OC-OTHER")
     Notification.objects.create(
         session=other,
@@ -402,7 +404,7 @@ def test_notification_claims_are_pretty_printed(
     html = admin_client.get(
         reverse("admin:django_etpay_notification_change", args=[notification.pk])
     ).content.decode()
-    assert '<pre>{\n  &quot;merchant_amount&quot;: 125000,' in html
+    assert "<pre>{\n  &quot;merchant_amount&quot;: 125000," in html
 
 
 def test_notifications_are_view_only(admin_client: Client, paid_session: PaymentSession) -> None:
@@ -468,7 +470,8 @@ def _assert_bounded(sql: list[str]) -> None:
         if "COUNT(" in upper:
             assert "LIMIT" in upper, statement
         assert "DISTINCT" not in upper, statement
-        assert "DATE_TRUNC" not in upper and "DJANGO_DATETIME_TRUNC" not in upper, statement
+        assert "DATE_TRUNC" not in upper, statement
+        assert "DJANGO_DATETIME_TRUNC" not in upper, statement
 
 
 SESSION_VIEWS: list[dict[str, str]] = [
@@ -480,7 +483,10 @@ SESSION_VIEWS: list[dict[str, str]] = [
     {"outcome_unknown__exact": "1"},
     {"environment__exact": "production"},
     {"merchant": "outlet"},
-    {"created_at__gte": "2026-01-01 00:00:00+00:00", "created_at__lt": "2027-01-01 00:00:00+00:00"},
+    {
+        "created_at__gte": "2026-01-01 00:00:00+00:00",
+        "created_at__lt": "2027-01-01 00:00:00+00:00",
+    },
     {"q": "OC-000001"},
 ]
 

@@ -113,10 +113,9 @@ def test_reconcile_summarises_every_outcome(
         run("etpay_reconcile")
     assert raised.value.returncode == 1
 
-    assert sorted(etpay.asked) == sorted(
-        s.token for s in (paid, failed, unknown, broken, flagged)
-    )
-    assert fresh.token not in etpay.asked and settled.token not in etpay.asked
+    assert sorted(etpay.asked) == sorted(s.token for s in (paid, failed, unknown, broken, flagged))
+    assert fresh.token not in etpay.asked
+    assert settled.token not in etpay.asked
     statuses = dict(PaymentSession.objects.values_list("pk", "status"))
     assert statuses[paid.pk] == statuses[flagged.pk] == Status.PAID
     assert statuses[failed.pk] == Status.FAILED
@@ -129,7 +128,7 @@ def test_reconcile_summarises_every_outcome(
 
 
 def test_reconcile_prints_a_one_line_summary(etpay: FakeEtpay) -> None:
-    paid, unknown = due_session(), due_session()
+    paid, _unknown = due_session(), due_session()
     etpay.answers = {paid.token: [entry(paid)]}
     output = run("etpay_reconcile")
     assert output.strip() == (
@@ -285,7 +284,7 @@ def test_parse_duration() -> None:
     assert operations.parse_duration("45") == timedelta(seconds=45)
     assert operations.parse_duration("1:30:00") == timedelta(hours=1, minutes=30)
     for bad in ("soon", "-5m", "m", ""):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="duration"):
             operations.parse_duration(bad)
 
 
@@ -455,7 +454,7 @@ def test_purge_needs_an_age(settings: Any) -> None:
     with pytest.raises(CommandError, match="at least one day"):
         run("etpay_purge", "--days", "0")
     settings.ETPAY = {**settings.ETPAY, "PURGE_AFTER": timedelta(days=30)}
-    old, _note, _stuck, _recent = purge_fixture()
+    _old, _note, _stuck, _recent = purge_fixture()
     assert "1 sessions" in run("etpay_purge")
 
 

@@ -46,7 +46,11 @@ def test_transition_records_its_effect_and_delivers_it_on_commit(
         notification = pay(session)
     # Recorded before commit, in the same transaction as the status change.
     [effect] = OutboxEffect.objects.all()
-    assert (effect.kind, effect.state, effect.attempts) == (Kind.PAYMENT_COMPLETED, State.PENDING, 1)
+    assert (effect.kind, effect.state, effect.attempts) == (
+        Kind.PAYMENT_COMPLETED,
+        State.PENDING,
+        1,
+    )
     assert effect.notification_id == notification.pk
     assert effect.previous_status == PaymentSession.Status.PENDING
     assert effect.lease_until > timezone.now()
@@ -70,9 +74,14 @@ def test_transition_records_its_effect_and_delivers_it_on_commit(
 
 def test_rolled_back_transition_leaves_no_effect(receivers: dict[str, mock.MagicMock]) -> None:
     session = make_session()
-    with pytest.raises(RuntimeError), transaction.atomic():
-        pay(session)
-        raise RuntimeError("the shop's own transaction fails")
+
+    def shop_view() -> None:
+        with transaction.atomic():
+            pay(session)
+            raise RuntimeError("the shop's own transaction fails")
+
+    with pytest.raises(RuntimeError, match="shop's own"):
+        shop_view()
     assert not OutboxEffect.objects.exists()
     session.refresh_from_db()
     assert session.status == PaymentSession.Status.PENDING
@@ -148,7 +157,8 @@ def test_claim_is_exclusive() -> None:
     )
     first = outbox.claim(effect.pk)
     second = outbox.claim(effect.pk)
-    assert first is not None and second is None
+    assert first is not None
+    assert second is None
     effect.refresh_from_db()
     assert effect.attempts == 1
     assert effect.lease_until > timezone.now()

@@ -379,7 +379,8 @@ def test_accepted_notification_costs_five_queries_in_autocommit() -> None:
         "UPDATE",
     ]
     assert "FOR UPDATE" in statements[0] or connection.vendor == "sqlite"
-    assert "etpay_outboxeffect" in statements[3] and "etpay_outboxeffect" in statements[4]
+    assert "etpay_outboxeffect" in statements[3]
+    assert "etpay_outboxeffect" in statements[4]
 
 
 def test_nan_and_infinity_claims_are_rejected_and_storable(run: Run) -> None:

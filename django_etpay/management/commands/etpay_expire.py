@@ -24,9 +24,7 @@ class Command(BaseCommand):
             type=operations.parse_duration,
             help="expire pending sessions older than this (30m, 2h, 1d; default SESSION_TTL)",
         )
-        parser.add_argument(
-            "--batch-size", type=int, default=500, help="sessions per transaction"
-        )
+        parser.add_argument("--batch-size", type=int, default=500, help="sessions per transaction")
         parser.add_argument(
             "--dry-run", action="store_true", help="only count what would be expired"
         )
