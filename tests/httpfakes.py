@@ -309,3 +309,52 @@ def sent_json(mock: Any, index: int = 0) -> dict[str, Any]:
     assert body is not None
     decoded: dict[str, Any] = json.loads(body)
     return decoded
+
+
+class StatusApiServer:
+    """ETpay's ``/merchant/check_payment_status`` on 127.0.0.1, in a thread.
+
+    ``answers`` maps a session token to the list of payments to report (``[]`` when absent);
+    ``calls`` counts the questions. For the worker test and the reconcile benchmark.
+    """
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.answers: dict[str, list[dict[str, Any]]] = {}
+        self.calls = 0
+        self._lock = threading.Lock()
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                with api._lock:
+                    api.calls += 1
+                reply = json.dumps(api.answers.get(body.get("session_token", ""), [])).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        """The ``API_URL`` to configure."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._server.shutdown()
+        self._server.server_close()
