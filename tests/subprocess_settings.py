@@ -13,7 +13,7 @@ import os
 
 from tests.settings import *  # noqa: F403
 
-ETPAY = {  # noqa: F405 - from tests.settings
+ETPAY = {
     **ETPAY,  # noqa: F405
     "API_URL": os.environ.get("ETPAY_TEST_API_URL", "http://127.0.0.1:9"),
     "EFFECT_RETRY_AFTER": float(os.environ.get("ETPAY_TEST_EFFECT_RETRY_AFTER", "600")),

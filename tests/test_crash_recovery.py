@@ -49,7 +49,7 @@ def wait_for(condition: Any, what: str, timeout: float = 60) -> None:
 
 
 def reconcile(env: dict[str, str]) -> str:
-    done = subprocess.run(  # noqa: S603 - fixed argv
+    done = subprocess.run(
         [sys.executable, "-m", "django", "etpay_reconcile"],
         env=env,
         cwd=str(ROOT),

@@ -72,7 +72,7 @@ def test_db_worker_runs_reconcile_then_expire(status_api: StatusApiServer) -> No
     expire = tasks.expire.using(backend="db").enqueue()
     assert reconcile.status == expire.status == "READY"
 
-    worker = subprocess.run(  # noqa: S603 - fixed argv
+    worker = subprocess.run(
         [
             sys.executable,
             "-m",
