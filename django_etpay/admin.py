@@ -25,6 +25,7 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
@@ -84,6 +85,13 @@ class CappedCountPaginator(Paginator):  # type: ignore[type-arg]
         return _AtLeast(self.limit) if counted > self.limit else counted
 
 
+def _short_datetime(value: Any) -> str:
+    """A compact local date and time ("11/29/2026 4:13 p.m."), so that lists fit in 1280 px."""
+    if value is None:
+        return "-"
+    return str(date_format(timezone.localtime(value), "SHORT_DATETIME_FORMAT"))
+
+
 def _can_see_payer_data(request: HttpRequest) -> bool:
     return bool(request.user.has_perm(PAYER_DATA_PERMISSION))
 
@@ -102,7 +110,7 @@ def _session_link(admin_site: str, session: PaymentSession | None) -> SafeString
     if session is None:
         return "-"
     url = reverse(f"{admin_site}:django_etpay_paymentsession_change", args=[session.pk])
-    return format_html('<a href="{}">{} (#{})</a>', url, session.merchant_order_id, session.pk)
+    return format_html('<a href="{}">{}</a>', url, session.merchant_order_id)
 
 
 # -- filters ----------------------------------------------------------------------------------
@@ -226,16 +234,8 @@ class EffectInline(_EffectInlineBase):
 class PaymentSessionAdmin(_SessionAdminBase):
     """Sessions are created by ``initialize_session`` and changed only by verified results."""
 
-    list_display = (
-        "id",
-        "merchant_order_id",
-        "amount_display",
-        "status_display",
-        "account_display",
-        "created_at",
-        "paid_at",
-    )
-    list_display_links = ("id", "merchant_order_id")
+    list_display = ("merchant_order_id", "amount_display", "status_display", "created_display")
+    list_display_links = ("merchant_order_id",)
     list_filter = (
         "status",
         NeedsAttentionFilter,
@@ -260,6 +260,9 @@ class PaymentSessionAdmin(_SessionAdminBase):
     list_per_page = 50
     actions = ("reconcile_selected", "expire_selected")
     inlines = (NotificationInline, EffectInline)
+
+    class Media:
+        css = {"all": ("django_etpay/admin.css",)}
 
     _PAYER_FIELDS = ("user_rut", "payer_rut", "payer_account")
 
@@ -324,6 +327,12 @@ class PaymentSessionAdmin(_SessionAdminBase):
             for name in options["fields"]
         ]
 
+    def get_list_display(self, request: HttpRequest) -> Any:
+        # The account column only where there is more than one account.
+        if conf.merchant_aliases():
+            return (*self.list_display, "account_display")
+        return self.list_display
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         # A session only exists if ETpay was asked for it: initialize_session creates rows.
         return False
@@ -347,14 +356,20 @@ class PaymentSessionAdmin(_SessionAdminBase):
         return format_amount(int(obj.order_amount), obj.currency)
 
     @admin.display(description=_("status"), ordering="status")
-    def status_display(self, obj: PaymentSession) -> str:
+    def status_display(self, obj: PaymentSession) -> SafeString | str:
         flags = []
         if obj.needs_reconciliation:
             flags.append(str(_("to reconcile")))
         if obj.outcome_unknown:
             flags.append(str(_("outcome unknown")))
         label = str(obj.get_status_display())
-        return f"{label} ({', '.join(flags)})" if flags else label
+        if not flags:
+            return label
+        return format_html("{}<br><small>{}</small>", label, ", ".join(flags))
+
+    @admin.display(description=_("created"), ordering="created_at")
+    def created_display(self, obj: PaymentSession) -> str:
+        return _short_datetime(obj.created_at)
 
     @admin.display(description=_("account"), ordering="merchant")
     def account_display(self, obj: PaymentSession) -> str:
@@ -453,14 +468,12 @@ class NotificationAdmin(_NotificationAdminBase):
     """View-only: the notification log is append-only."""
 
     list_display = (
-        "id",
-        "created_at",
+        "received_display",
         "channel",
         "outcome_label",
         "result",
         "session_display",
         "amount_display",
-        "remote_addr",
     )
     list_filter = ("outcome", "channel", "reason", ("created_at", admin.DateFieldListFilter))
     search_help_text = _("Exact payment token, or a session's order id or session token.")
@@ -470,6 +483,9 @@ class NotificationAdmin(_NotificationAdminBase):
     paginator = CappedCountPaginator
     show_full_result_count = False
     list_per_page = 50
+
+    class Media:
+        css = {"all": ("django_etpay/admin.css",)}
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         evidence: tuple[str, ...] = ("claims_pretty", "raw_body", "raw_body_truncated")
@@ -522,6 +538,11 @@ class NotificationAdmin(_NotificationAdminBase):
     def outcome_label(self, obj: Notification) -> str:
         return _outcome_label(obj)
 
+    @admin.display(description=_("received"), ordering="created_at")
+    def received_display(self, obj: Notification) -> SafeString | str:
+        url = reverse(f"{self.admin_site.name}:django_etpay_notification_change", args=[obj.pk])
+        return format_html('<a href="{}">{}</a>', url, _short_datetime(obj.created_at))
+
     @admin.display(description=_("session"), ordering="session")
     def session_display(self, obj: Notification) -> SafeString | str:
         return _session_link(self.admin_site.name, obj.session)
@@ -565,17 +586,13 @@ class NotificationAdmin(_NotificationAdminBase):
 class OutboxEffectAdmin(_EffectAdminBase):
     """Whether each state change reached the shop's receivers; "deliver again" after a fix."""
 
-    list_display = (
-        "id",
-        "created_at",
-        "kind",
-        "session_display",
-        "state",
-        "attempts",
-        "delivered_at",
-    )
+    list_display = ("created_display", "kind", "session_display", "state_display")
     list_filter = ("state", "kind")
     list_select_related = ("session",)
+
+    class Media:
+        css = {"all": ("django_etpay/admin.css",)}
+
     ordering = ("-created_at", "-id")
     paginator = CappedCountPaginator
     show_full_result_count = False
@@ -609,6 +626,21 @@ class OutboxEffectAdmin(_EffectAdminBase):
     @admin.display(description=_("session"), ordering="session")
     def session_display(self, obj: OutboxEffect) -> SafeString | str:
         return _session_link(self.admin_site.name, obj.session)
+
+    @admin.display(description=_("created"), ordering="created_at")
+    def created_display(self, obj: OutboxEffect) -> SafeString | str:
+        url = reverse(f"{self.admin_site.name}:django_etpay_outboxeffect_change", args=[obj.pk])
+        return format_html('<a href="{}">{}</a>', url, _short_datetime(obj.created_at))
+
+    @admin.display(description=_("state"), ordering="state")
+    def state_display(self, obj: OutboxEffect) -> str:
+        return str(
+            ngettext(
+                "%(state)s (%(count)d attempt)", "%(state)s (%(count)d attempts)", obj.attempts
+            )
+            % {"state": obj.get_state_display(), "count": obj.attempts}
+        )
+
 
     @admin.action(
         description=_("Deliver the selected effects again (after fixing a receiver)"),
