@@ -23,7 +23,7 @@ ETPAY = {
         "outlet": {
             "MERCHANT_CODE": "cl_outlet",
             "MERCHANT_API_TOKEN": "outlet-bench-token",
-            "API_URL": "https://api.outlet.test",
+            "API_URL": os.environ.get("ETPAY_BENCH_API_URL", "https://api.outlet.test"),
             "PMT_URL": "https://pmt.outlet.test",
         }
     },
