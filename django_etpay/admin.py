@@ -656,7 +656,6 @@ class OutboxEffectAdmin(_EffectAdminBase):
             % {"state": obj.get_state_display(), "count": obj.attempts}
         )
 
-
     @admin.action(
         description=_("Deliver the selected effects again (after fixing a receiver)"),
         permissions=["redeliver"],

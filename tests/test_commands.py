@@ -520,3 +520,23 @@ def test_check_reports_unreachable_api_and_missing_credentials(
     assert "FAIL merchant 'broken'" in text
     assert 'ETPAY["MERCHANTS"][\'broken\']["MERCHANT_API_TOKEN"]' in text
     assert "ERROR django_etpay.E001" in text
+
+
+class Terminal(io.StringIO):
+    """An output that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_reconcile_shows_progress_on_a_terminal_only(etpay: FakeEtpay) -> None:
+    for _ in range(12):
+        due_session()
+    terminal = Terminal()
+    call_command("etpay_reconcile", stdout=terminal, stderr=io.StringIO())
+    shown = terminal.getvalue()
+    assert "\r10/12 " in shown
+    assert "\r12/12 " in shown
+    assert shown.rstrip().endswith("12 unknown to ETpay, 0 failed to ask.")
+    plain = run("etpay_reconcile", "--older-than", "0")
+    assert "\r" not in plain

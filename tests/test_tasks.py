@@ -82,3 +82,18 @@ def test_purge_task_needs_an_age_and_purges(settings: Any) -> None:
     assert succeeded(tasks.purge.enqueue()) == {"sessions": 0, "notifications": 0}
     session.refresh_from_db()
     assert session.payer_rut == ""
+
+
+def test_without_any_tasks_framework_the_import_error_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib
+    import sys
+
+    monkeypatch.setitem(sys.modules, "django.tasks", None)
+    monkeypatch.setitem(sys.modules, "django_tasks", None)
+    monkeypatch.delitem(sys.modules, "django_etpay.tasks")
+    with pytest.raises(ImportError, match=r'pip install "django-etpay\[tasks\]"'):
+        importlib.import_module("django_etpay.tasks")
+    monkeypatch.undo()
+    assert importlib.import_module("django_etpay.tasks") is tasks
