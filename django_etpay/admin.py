@@ -146,6 +146,7 @@ class NeedsAttentionFilter(admin.SimpleListFilter):
             return queryset.filter(status=Status.PENDING, created_at__lt=cutoff)
         if value == "flagged":
             return queryset.filter(needs_reconciliation=True)
+        ids: QuerySet[Any, Any]
         if value == "rejected":
             ids = rejected.order_by().values("session_id")
         else:
