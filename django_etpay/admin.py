@@ -200,7 +200,26 @@ class NotificationInline(_NotificationInlineBase):
     fields = ("created_at", "channel", "outcome_label", "result", "status_change", "detail")
     readonly_fields = fields
     ordering = ("-created_at", "-id")
-    verbose_name_plural = _("results received")
+    verbose_name_plural = _("results received (latest 50)")
+
+    #: Results shown on a session page; all of them are one click away (``all_results``).
+    MAX_SHOWN = 50
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Notification]:
+        # A replayed result is stored every time, so one session may hold thousands: show the
+        # latest ones. The formset filters by session afterwards, hence the id subquery.
+        queryset = super().get_queryset(request)
+        match = request.resolver_match
+        session_id = match.kwargs.get("object_id") if match else None
+        if session_id is None:
+            return queryset
+        latest = (
+            Notification.objects.filter(session_id=session_id)
+            .order_by("-created_at", "-id")
+            .values_list("pk", flat=True)[: self.MAX_SHOWN]
+        )
+        # A list, not a subquery: some databases refuse LIMIT inside IN (...).
+        return queryset.filter(pk__in=list(latest))
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -302,6 +321,7 @@ class PaymentSessionAdmin(_SessionAdminBase):
                 },
             ),
             (_("Payer"), {"fields": payer}),
+            (_("Results"), {"fields": ("all_results",)}),
             (
                 _("ETpay data"),
                 {
@@ -394,6 +414,13 @@ class PaymentSessionAdmin(_SessionAdminBase):
     @admin.display(description=_("payer RUT and account"))
     def payer_data_hidden(self, obj: PaymentSession) -> str:
         return str(_("Hidden: needs the permission “Can view payer personal data”."))
+
+    @admin.display(description=_("all results"))
+    def all_results(self, obj: PaymentSession) -> SafeString | str:
+        url = reverse(f"{self.admin_site.name}:django_etpay_notification_changelist")
+        return format_html(
+            '<a href="{}?session={}">{}</a>', url, obj.pk, _("Every result of this session")
+        )
 
     @admin.display(description=_("payment URL"))
     def payment_url_link(self, obj: PaymentSession) -> SafeString | str:

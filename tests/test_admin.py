@@ -571,8 +571,9 @@ def test_session_page_query_count_is_fixed(
     url = reverse("admin:django_etpay_paymentsession_change", args=[many_sessions[0].pk])
     sql = _queries(admin_client, url)
     _assert_bounded(sql)
-    # Session and user lookup, the session, its notifications, its effects.
-    assert len(sql) == 5, sql
+    # Session and user lookup, the session, the ids of its latest notifications, those
+    # notifications, its effects.
+    assert len(sql) == 6, sql
 
 
 def test_paginator_stops_counting_at_its_limit(
@@ -589,3 +590,31 @@ def test_paginator_stops_counting_at_its_limit(
     small = CappedCountPaginator(PaymentSession.objects.filter(pk=many_sessions[0].pk), 2)
     assert small.count == 1
     assert str(small.count) == "1"
+
+
+def test_session_page_shows_the_latest_results_and_links_to_all(
+    admin_client: Client, db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django_etpay.admin import NotificationInline
+
+    monkeypatch.setattr(NotificationInline, "MAX_SHOWN", 3)
+    session = make_session()
+    other = make_session()
+    for n in range(5):
+        Notification.objects.create(
+            session=session,
+            channel=Notification.Channel.WEBHOOK,
+            outcome=Notification.Outcome.DUPLICATE,
+            detail=f"replay number {n}",
+        )
+    Notification.objects.create(
+        session=other, channel=Notification.Channel.WEBHOOK, outcome="duplicate"
+    )
+    page = admin_client.get(reverse("admin:django_etpay_paymentsession_change", args=[session.pk]))
+    html = page.content.decode()
+    assert [f"replay number {n}" in html for n in range(5)] == [False, False, True, True, True]
+    link = f"{reverse(NOTIFICATIONS)}?session={session.pk}"
+    assert link in html
+    listed = admin_client.get(link).context["cl"].result_list
+    assert {n.session_id for n in listed} == {session.pk}
+    assert len(listed) == 5
