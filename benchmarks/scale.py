@@ -74,8 +74,10 @@ FROM (
         CASE WHEN mod(i, 100) < 70 THEN 'paid' WHEN mod(i, 100) < 80 THEN 'failed'
              WHEN mod(i, 100) < 95 THEN 'expired' ELSE 'pending' END AS status,
         CASE WHEN mod(i, 100) >= 95 THEN now() - (mod(i, 1800)) * interval '1 second'
-             ELSE now() - interval '1 hour' - (%(span)s - i) * interval '30 seconds' END
-            AS created
+             ELSE now() - interval '1 hour' - interval '30 seconds' * CASE
+                 WHEN i <= %(small)s THEN %(small)s - i
+                 ELSE %(small)s + %(large)s - i + 1 END
+             END AS created
     FROM generate_series(%(first)s, %(last)s) AS i
 ) AS generated
 """
@@ -132,7 +134,7 @@ def _session_pages(session_id: int, order_id: str, token: str, payment_token: st
         ("sessions: needs attention", base, {"attention": "yes"}),
         ("sessions: pending past TTL", base, {"attention": "overdue"}),
         ("sessions: flagged", base, {"attention": "flagged"}),
-        ("sessions: with rejected results", base, {"attention": "rejected"}),
+        ("sessions: rejected in past 7 days", base, {"attention": "rejected"}),
         ("sessions: needs_reconciliation", base, {"needs_reconciliation__exact": "1"}),
         ("sessions: outcome_unknown", base, {"outcome_unknown__exact": "1"}),
         ("sessions: environment=sandbox", base, {"environment__exact": "sandbox"}),
@@ -162,14 +164,22 @@ def _notification_pages(
     ]
 
 
-def _generate(first: int, last: int, span: int, per: int) -> None:
+def _generate(first: int, last: int, small: int, large: int, per: int) -> None:
+    """Sessions ``first``..``last`` and their notifications.
+
+    One session every 30 seconds going back in time: the ``small`` set is the most recent
+    hours (so that date and recent-rejection filters find a page of rows at the small size
+    too), the rest up to ``large`` is the older history behind it.
+    """
     from django.db import connection
 
     with connection.cursor() as cursor:
         chunk = 100_000
         for start in range(first, last + 1, chunk):
             end = min(start + chunk - 1, last)
-            cursor.execute(SESSIONS_SQL, {"first": start, "last": end, "span": span})
+            cursor.execute(
+                SESSIONS_SQL, {"first": start, "last": end, "small": small, "large": large}
+            )
             cursor.execute(
                 "SELECT min(id), max(id) FROM django_etpay_paymentsession "
                 "WHERE merchant_order_id BETWEEN %s AND %s",
@@ -259,11 +269,11 @@ def _admin(args: argparse.Namespace) -> bool:
         return _session_pages(session.pk, *found) + _notification_pages(notification.pk, *found)
 
     print(f"generating {args.small:,} sessions x {args.notifications} notifications", flush=True)
-    _generate(1, args.small, args.large, args.notifications)
+    _generate(1, args.small, args.small, args.large, args.notifications)
     small = _measure(client, pages(), args.repeats)
     print(f"growing to {args.large:,} sessions", flush=True)
     started = time.monotonic()
-    _generate(args.small + 1, args.large, args.large, args.notifications)
+    _generate(args.small + 1, args.large, args.small, args.large, args.notifications)
     print(f"  took {time.monotonic() - started:.0f} s", flush=True)
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM django_etpay_notification")

@@ -386,9 +386,9 @@ class Notification(models.Model):
             models.Index(fields=["channel", "created_at"], name="etpay_notif_channel_idx"),
             models.Index(fields=["reason", "created_at"], name="etpay_notif_reason_idx"),
             models.Index(fields=["payment_token"], name="etpay_notif_paytoken_idx"),
-            # "Needs attention": sessions with a rejected result.
+            # "Needs attention": sessions with a recent rejected result (index-only).
             models.Index(
-                fields=["session"],
+                fields=["created_at", "session"],
                 name="etpay_notif_rejected_idx",
                 condition=models.Q(outcome="rejected"),
             ),

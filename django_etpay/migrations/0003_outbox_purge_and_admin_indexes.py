@@ -75,7 +75,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='notification',
-            index=models.Index(condition=models.Q(('outcome', 'rejected')), fields=['session'], name='etpay_notif_rejected_idx'),
+            index=models.Index(condition=models.Q(('outcome', 'rejected')), fields=['created_at', 'session'], name='etpay_notif_rejected_idx'),
         ),
         migrations.AddIndex(
             model_name='notification',
