@@ -816,11 +816,7 @@ def expire_sessions(
     if ids is not None:
         candidates = candidates.filter(pk__in=list(ids))
     with transaction.atomic():
-        sessions = list(
-            candidates.select_for_update(skip_locked=True).order_by("pk")[:limit]
-            if limit is not None
-            else candidates.select_for_update(skip_locked=True).order_by("pk")
-        )
+        sessions = list(candidates.select_for_update(skip_locked=True).order_by("pk")[:limit])
         if not sessions:
             return 0
         now = timezone.now()
