@@ -579,13 +579,17 @@ class NotificationAdmin(_NotificationAdminBase):
         term = search_term.strip()
         if not term:
             return queryset, False
-        sessions = PaymentSession.objects.filter(
-            Q(merchant_order_id=term) | Q(token=term) | Q(payment_token=term)
-        ).values("pk")
+        sessions = (
+            PaymentSession.objects.filter(
+                Q(merchant_order_id=term) | Q(token=term) | Q(payment_token=term)
+            )
+            .order_by()
+            .values("pk")
+        )
         # Two indexed queries joined by id: an OR across the two tables reads both in full.
-        ids = Notification.objects.filter(payment_token=term).values("pk")
-        ids = ids.union(Notification.objects.filter(session__in=sessions).values("pk"))
-        return queryset.filter(pk__in=ids), False
+        by_token = Notification.objects.filter(payment_token=term).order_by().values("pk")
+        by_session = Notification.objects.filter(session__in=sessions).order_by().values("pk")
+        return queryset.filter(pk__in=by_token.union(by_session).order_by()), False
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

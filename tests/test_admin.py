@@ -477,7 +477,9 @@ def _queries(client: Client, url: str, params: dict[str, str] | None = None) -> 
     with CaptureQueriesContext(connection) as captured:
         response = client.get(url, params or {})
     assert response.status_code == 200
-    return [q["sql"] for q in captured.captured_queries]
+    # Transaction control is not a query (Django < 5 wraps the change page in a savepoint).
+    control = ("SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT")
+    return [q["sql"] for q in captured.captured_queries if not q["sql"].startswith(control)]
 
 
 def _assert_bounded(sql: list[str]) -> None:
