@@ -61,6 +61,10 @@ DEFAULTS: dict[str, Any] = {
     # etpay_reconcile asks ETpay again about the same session at most this often, so that a
     # session ETpay knows nothing of is not queried (and logged) on every run.
     "RECONCILE_INTERVAL": timedelta(hours=1),
+    # etpay_reconcile leaves sessions older than this alone (a flag ETpay cannot resolve would
+    # otherwise be queried every RECONCILE_INTERVAL forever); they stay visible in the admin's
+    # "needs attention" filter. None asks about sessions of any age.
+    "RECONCILE_MAX_AGE": timedelta(days=30),
     # A completion effect (payment_completed, payment_failed, session_expired) whose receivers
     # have not all finished this long after its delivery started is delivered again by
     # etpay_reconcile. Longer than your slowest receiver, so that a slow receiver is not

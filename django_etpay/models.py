@@ -199,7 +199,7 @@ class PaymentSession(TimestampMixin):
             models.Index(fields=["merchant", "created_at"], name="etpay_session_merch_idx"),
             # Small partial indexes: the flagged rows are few, and filters ask for exactly them.
             models.Index(
-                fields=["created_at"],
+                fields=["created_at", "id"],
                 name="etpay_session_recon_idx",
                 condition=models.Q(needs_reconciliation=True),
             ),

@@ -196,14 +196,17 @@ def reconcile_many(sessions: Iterable[PaymentSession]) -> ReconcileSummary:
 def due_sessions(
     *,
     older_than: timedelta | None = None,
+    max_age: timedelta | None = None,
     merchant: str | None = None,
     now: datetime | None = None,
 ) -> QuerySet[PaymentSession]:
     """Sessions a status query should look at now.
 
     Those with a token that are ``pending`` for longer than ``older_than`` (default
-    ``SESSION_TTL``) or flagged ``needs_reconciliation``, and that were not asked about within
-    ``RECONCILE_INTERVAL``. ``merchant`` restricts to one alias ("" for the default account).
+    ``SESSION_TTL``) or flagged ``needs_reconciliation``, that are younger than ``max_age``
+    (default ``RECONCILE_MAX_AGE``; ``timedelta(0)`` means any age) and that were not asked
+    about within ``RECONCILE_INTERVAL``. ``merchant`` restricts to one alias ("" for the
+    default account).
     """
     now = now or timezone.now()
     age = older_than if older_than is not None else conf.get_duration("SESSION_TTL")
@@ -212,6 +215,10 @@ def due_sessions(
         Q(status=Status.PENDING, created_at__lt=now - age) | Q(needs_reconciliation=True)
     )
     due = due.filter(Q(last_checked_at__isnull=True) | Q(last_checked_at__lt=now - interval))
+    if max_age is None and conf.get_setting("RECONCILE_MAX_AGE") is not None:
+        max_age = conf.get_duration("RECONCILE_MAX_AGE")
+    if max_age:
+        due = due.filter(created_at__gte=now - max_age)
     if merchant is not None:
         due = due.filter(merchant=merchant)
     return due
@@ -220,6 +227,7 @@ def due_sessions(
 def reconcile_due(
     *,
     older_than: timedelta | None = None,
+    max_age: timedelta | None = None,
     merchant: str | None = None,
     batch_size: int = 100,
     limit: int | None = None,
@@ -239,7 +247,7 @@ def reconcile_due(
     summary = summary if summary is not None else ReconcileSummary()
     if deliver_effects:
         summary.effects = outbox.deliver_due()
-    queryset = due_sessions(older_than=older_than, merchant=merchant)
+    queryset = due_sessions(older_than=older_than, max_age=max_age, merchant=merchant)
     last_pk = 0
     errors_in_a_row = 0
     while limit is None or summary.checked < limit:

@@ -44,15 +44,20 @@ def reconcile(
     older_than_seconds: float | None = None,
     merchant: str | None = None,
     limit: int | None = None,
+    max_age_seconds: float | None = None,
 ) -> dict[str, Any]:
     """``etpay_reconcile`` as a task: re-deliver overdue effects, reconcile due sessions.
 
-    ``older_than_seconds`` overrides ``SESSION_TTL`` (task arguments must be JSON, so no
-    ``timedelta``); ``merchant`` restricts to one alias; ``limit`` caps the sessions asked
-    about in this run (the next run continues). Returns the summary's counts.
+    ``older_than_seconds`` overrides ``SESSION_TTL`` and ``max_age_seconds``
+    ``RECONCILE_MAX_AGE`` (task arguments must be JSON, so no ``timedelta``); ``merchant``
+    restricts to one alias; ``limit`` caps the sessions asked about in this run (the next run
+    continues). Returns the summary's counts.
     """
     summary = operations.reconcile_due(
-        older_than=_seconds(older_than_seconds), merchant=merchant, limit=limit
+        older_than=_seconds(older_than_seconds),
+        max_age=_seconds(max_age_seconds),
+        merchant=merchant,
+        limit=limit,
     )
     return summary.as_dict()
 

@@ -540,3 +540,16 @@ def test_reconcile_shows_progress_on_a_terminal_only(etpay: FakeEtpay) -> None:
     assert shown.rstrip().endswith("12 unknown to ETpay, 0 failed to ask.")
     plain = run("etpay_reconcile", "--older-than", "0")
     assert "\r" not in plain
+
+
+def test_reconcile_leaves_sessions_past_the_max_age_alone(etpay: FakeEtpay, settings: Any) -> None:
+    recent = make_session(status=Status.EXPIRED, needs_reconciliation=True)
+    ancient = make_session(status=Status.EXPIRED, needs_reconciliation=True)
+    age(ancient, timedelta(days=31))
+    run("etpay_reconcile")
+    assert etpay.asked == [recent.token]  # RECONCILE_MAX_AGE is 30 days by default
+    run("etpay_reconcile", "--max-age", "0")
+    assert etpay.asked == [recent.token, ancient.token]
+    settings.ETPAY = {**settings.ETPAY, "RECONCILE_MAX_AGE": None, "RECONCILE_INTERVAL": 0}
+    run("etpay_reconcile")
+    assert sorted(etpay.asked[2:]) == sorted([recent.token, ancient.token])

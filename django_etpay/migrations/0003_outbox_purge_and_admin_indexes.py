@@ -95,7 +95,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='paymentsession',
-            index=models.Index(condition=models.Q(('needs_reconciliation', True)), fields=['created_at'], name='etpay_session_recon_idx'),
+            index=models.Index(condition=models.Q(('needs_reconciliation', True)), fields=['created_at', 'id'], name='etpay_session_recon_idx'),
         ),
         migrations.AddIndex(
             model_name='paymentsession',

@@ -31,6 +31,11 @@ class Command(BaseCommand):
             help="pending sessions older than this are due (30m, 2h, 1d; default SESSION_TTL)",
         )
         parser.add_argument(
+            "--max-age",
+            type=operations.parse_duration,
+            help="leave sessions older than this alone (default RECONCILE_MAX_AGE; 0: any age)",
+        )
+        parser.add_argument(
             "--merchant",
             help='only sessions of this merchant alias ("--merchant=" for the default account)',
         )
@@ -57,7 +62,9 @@ class Command(BaseCommand):
             raise CommandError(f'Unknown merchant alias {merchant!r}: see ETPAY["MERCHANTS"].')
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1.")
-        due = operations.due_sessions(older_than=options["older_than"], merchant=merchant)
+        due = operations.due_sessions(
+            older_than=options["older_than"], max_age=options["max_age"], merchant=merchant
+        )
         if options["dry_run"]:
             self._dry_run(due, effects=not options["no_effects"], verbosity=options["verbosity"])
             return
@@ -72,6 +79,7 @@ class Command(BaseCommand):
         try:
             operations.reconcile_due(
                 older_than=options["older_than"],
+                max_age=options["max_age"],
                 merchant=merchant,
                 batch_size=options["batch_size"],
                 limit=options["limit"],
