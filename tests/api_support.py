@@ -79,8 +79,10 @@ def assert_no_secrets(response: HttpResponseBase, *secret_values: str) -> None:
     from django_etpay.models import PaymentSession
 
     content = getattr(response, "content", b"") or b""
-    text = content.decode("utf-8", "replace") + "\n" + "\n".join(
-        f"{name}: {value}" for name, value in response.items()
+    text = (
+        content.decode("utf-8", "replace")
+        + "\n"
+        + "\n".join(f"{name}: {value}" for name, value in response.items())
     )
     stored = PaymentSession.objects.exclude(signature_token="").values_list(
         "signature_token", flat=True

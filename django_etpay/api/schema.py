@@ -22,7 +22,7 @@ from django.utils.translation import get_language
 from rest_framework import serializers
 from rest_framework.schemas import openapi
 
-from django_etpay import __version__
+from django_etpay import __version__, validators
 
 #: Where ``docs/openapi.json`` assumes the URLconf is included.
 DEFAULT_PREFIX = "/etpay/"
@@ -60,6 +60,13 @@ _VALIDATION_ERRORS: dict[str, Any] = {
 _FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
     "amount_display": {"type": "string", "readOnly": True},
     "status_url": {"type": "string", "nullable": True, "readOnly": True},
+}
+
+
+#: What the shared validators accept, said in the schema's terms (they stay the judge).
+_PAYER_FIELD_EXTRAS: dict[str, dict[str, Any]] = {
+    "customer_email": {"format": "email"},
+    "user_bank_code": {"enum": list(validators.BANK_CODES)},
 }
 
 
@@ -115,11 +122,14 @@ class SessionsSchema(openapi.AutoSchema):
         return cls() if cls is not None else None
 
     def map_field(self, field: Any) -> dict[str, Any]:
-        if field.field_name in _FIELD_SCHEMAS and isinstance(
-            field, serializers.SerializerMethodField
-        ):
-            return dict(_FIELD_SCHEMAS[field.field_name])
+        from django_etpay.api.serializers import ValidatedCharField
+
+        name = field.field_name or ""
+        if name in _FIELD_SCHEMAS and isinstance(field, serializers.SerializerMethodField):
+            return dict(_FIELD_SCHEMAS[name])
         result: dict[str, Any] = super().map_field(field)
+        if isinstance(field, ValidatedCharField):
+            result.update(_PAYER_FIELD_EXTRAS.get(name, {}))
         return result
 
     def get_components(self, path: str, method: str) -> dict[str, Any]:
@@ -146,14 +156,16 @@ class SessionsSchema(openapi.AutoSchema):
     def get_responses(self, path: str, method: str) -> dict[str, Any]:
         error = _ref("Error")
         common = {
-            "401": _json("Not signed in (with an authentication that asks for credentials).", error),
+            "401": _json(
+                "Not signed in (with an authentication that asks for credentials).", error
+            ),
             "403": _json("Not allowed, not signed in, or a failed CSRF check.", error),
             "406": _json("The client does not accept JSON.", error),
             "429": _json("Too many requests; the Retry-After header says when to retry.", error),
         }
         if self.operation == "create":
             response = self.get_response_serializer(path, method)
-            return {
+            responses = {
                 "201": _json(
                     "Created: the session, its status URL (also in Location) and the widget "
                     "configuration.",
@@ -166,19 +178,23 @@ class SessionsSchema(openapi.AutoSchema):
                 **common,
                 "404": _json("The shop's order hook found no order to pay.", error),
                 "415": _json("The body is not application/json.", error),
-                "502": _json("ETpay failed; the session row is kept with the reason.", _ref("EtpayError")),
+                "502": _json(
+                    "ETpay failed; the session row is kept with the reason.", _ref("EtpayError")
+                ),
                 "504": _json(
                     "ETpay did not answer in time; the session row is kept with the reason.",
                     _ref("EtpayError"),
                 ),
             }
-        response = self.get_response_serializer(path, method)
-        return {
-            "200": _json("The session's status.", _ref(self.get_component_name(response))),
-            "304": {"description": "Not modified since the ETag sent in If-None-Match."},
-            **common,
-            "404": _json("No such session, or not visible to this request.", error),
-        }
+        else:
+            response = self.get_response_serializer(path, method)
+            responses = {
+                "200": _json("The session's status.", _ref(self.get_component_name(response))),
+                "304": {"description": "Not modified since the ETag sent in If-None-Match."},
+                **common,
+                "404": _json("No such session, or not visible to this request.", error),
+            }
+        return dict(sorted(responses.items()))
 
 
 class SchemaGenerator(openapi.SchemaGenerator):
@@ -211,8 +227,8 @@ class SchemaGenerator(openapi.SchemaGenerator):
 
 @functools.lru_cache(maxsize=32)
 def _schema(prefix: str, language: str | None) -> dict[str, Any]:
-    schema: dict[str, Any] = SchemaGenerator(url=prefix).get_schema(request=None, public=True)
-    return schema
+    schema: Any = SchemaGenerator(url=prefix).get_schema(request=None, public=True)
+    return dict(schema)
 
 
 def openapi_schema(prefix: str = DEFAULT_PREFIX) -> dict[str, Any]:

@@ -141,7 +141,7 @@ class SessionSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
 
     class Meta:
         model = PaymentSession
-        fields = (
+        fields: tuple[str, ...] = (
             "id",
             "token",
             "status",
@@ -157,7 +157,7 @@ class SessionSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
             "paid_at",
             "completed_at",
         )
-        read_only_fields = fields
+        read_only_fields: tuple[str, ...] = fields
 
     def get_amount_display(self, session: PaymentSession) -> str:
         return money.format_amount(session.order_amount, session.currency)

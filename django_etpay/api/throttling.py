@@ -27,9 +27,8 @@ class SessionRateThrottle(ScopedRateThrottle):
     """
 
     def get_rate(self) -> str | None:
+        scope = self.scope or ""
         rates: Any = conf.get_setting("API_THROTTLE_RATES") or {}
-        if self.scope in rates:
-            rate: str | None = rates[self.scope]
-            return rate
-        fallback: str | None = api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
-        return fallback
+        fallback: Any = api_settings.DEFAULT_THROTTLE_RATES
+        rate: str | None = rates[scope] if scope in rates else fallback.get(scope)
+        return rate

@@ -11,19 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.http import HttpResponseBase
 from django.urls import NoReverseMatch, reverse
 from django.utils.cache import patch_cache_control, patch_vary_headers
 from django.utils.translation import gettext as _
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
-from rest_framework.parsers import JSONParser
-from rest_framework.permissions import AllowAny, BasePermission
+from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONOpenAPIRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -34,6 +32,7 @@ from rest_framework.views import APIView
 from django_etpay.api import conf as api_conf
 from django_etpay.api import permissions, throttling
 from django_etpay.api import schema as api_schema
+from django_etpay.api.parsers import StrictJSONParser
 from django_etpay.api.serializers import (
     SessionCreatedSerializer,
     SessionCreateSerializer,
@@ -83,12 +82,12 @@ class EtpayAPIView(APIView):
     """Base of the session endpoints: JSON in and out, classes from ``ETPAY``, safe caching."""
 
     renderer_classes = [JSONRenderer]
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
     #: The key of this view's rate in ``ETPAY["API_THROTTLE_RATES"]``.
     throttle_scope: str = ""
 
     @classmethod
-    def as_view(cls, **initkwargs: Any) -> Callable[..., HttpResponseBase]:
+    def as_view(cls, **initkwargs: Any) -> Any:
         # The API's own permission classes decide who may call it: Django's
         # LoginRequiredMiddleware (5.1+) would answer API clients with a login page.
         return login_not_required(super().as_view(**initkwargs))
@@ -109,10 +108,12 @@ class EtpayAPIView(APIView):
             return super().get_authenticators()
         classes = api_conf.load_classes("API_AUTHENTICATION_CLASSES")
         if classes is None:
-            classes = list(api_settings.DEFAULT_AUTHENTICATION_CLASSES)
+            # DRF has imported its dotted paths by now; the stubs still call them strings.
+            defaults: Any = api_settings.DEFAULT_AUTHENTICATION_CLASSES
+            classes = list(defaults)
         return [auth() for auth in classes]
 
-    def get_permissions(self) -> list[BasePermission]:
+    def get_permissions(self) -> Sequence[Any]:
         if self._own("permission_classes"):
             return super().get_permissions()
         return [perm() for perm in api_conf.load_classes("API_PERMISSION_CLASSES") or []]
@@ -135,8 +136,8 @@ class EtpayAPIView(APIView):
             SessionAuthentication().enforce_csrf(request)
 
     def finalize_response(
-        self, request: Request, response: HttpResponseBase, *args: Any, **kwargs: Any
-    ) -> HttpResponseBase:
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
         response = super().finalize_response(request, response, *args, **kwargs)
         if not response.has_header("Cache-Control"):
             patch_cache_control(response, private=True, no_store=True)
@@ -171,7 +172,7 @@ class SessionCreateView(EtpayAPIView):
     )
 
     @classmethod
-    def as_view(cls, **initkwargs: Any) -> Callable[..., HttpResponseBase]:
+    def as_view(cls, **initkwargs: Any) -> Any:
         return transaction.non_atomic_requests(super().as_view(**initkwargs))
 
     def get_order(self, request: Request, data: dict[str, Any]) -> Mapping[str, Any] | None:
@@ -259,9 +260,7 @@ def split_order(
     and an amount: a bug in the hook, not the payer's mistake.
     """
     if not isinstance(order, Mapping):
-        raise TypeError(
-            f"The API order hook must return a mapping, not {type(order).__name__}."
-        )
+        raise TypeError(f"The API order hook must return a mapping, not {type(order).__name__}.")
     unknown = set(order) - SESSION_ARGUMENTS - WIDGET_ARGUMENTS
     if unknown:
         raise TypeError(f"The API order hook returned unknown keys: {', '.join(sorted(unknown))}.")
@@ -303,14 +302,10 @@ class SessionStatusView(EtpayAPIView):
         if session is None or not self.can_view(request, session):
             raise exceptions.NotFound(_("No such payment session."))
         data = SessionSerializer(session, context=self.get_serializer_context()).data
-        digest = hashlib.sha256(
-            json.dumps(data, sort_keys=True, default=str).encode()
-        ).hexdigest()
+        digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
         etag = f'"{digest[:32]}"'
-        if etag in _if_none_match(request):
-            response = Response(status=304)
-        else:
-            response = Response(data)
+        not_modified = etag in _if_none_match(request)
+        response = Response(status=304) if not_modified else Response(data)
         response["ETag"] = etag
         # Polling: a browser or app may keep the reply but must ask again every time; shared
         # caches must never keep one person's session.
@@ -335,7 +330,7 @@ class SchemaView(APIView):
     schema = None
 
     @classmethod
-    def as_view(cls, **initkwargs: Any) -> Callable[..., HttpResponseBase]:
+    def as_view(cls, **initkwargs: Any) -> Any:
         return login_not_required(super().as_view(**initkwargs))
 
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
