@@ -9,6 +9,7 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("etpay/", include("django_etpay.urls")),
+    path("etpay/", include("django_etpay.api.urls")),
     path("", include("shop.urls")),
 ]
 if settings.SHOP_LOCAL_SANDBOX:
