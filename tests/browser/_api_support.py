@@ -7,6 +7,7 @@ Playwright's own browser download is not used: ``ETPAY_TEST_CHROMIUM`` names the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -15,8 +16,6 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests import httpfakes
 
@@ -69,10 +68,9 @@ class Shop:
             time.sleep(0.1)
 
 
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
+@contextlib.contextmanager
+def serve_shop(folder: Path) -> Iterator[Shop]:
     """The example shop (``runserver``, which serves the static files) and its sandbox."""
-    folder = tmp_path_factory.mktemp("spa-shop")
     database = folder / "shop.sqlite3"
     (folder / "spa_shop_settings.py").write_text(_SETTINGS % str(database))
     port = httpfakes.closed_port()
@@ -99,38 +97,19 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
         yield Shop(served.base, database)
 
 
-@pytest.fixture(scope="module")
-def playwright() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as driver:
-        yield driver
-
-
-@pytest.fixture
-def browser_context(playwright: Any, tmp_path: Path) -> Iterator[Any]:
-    """A fresh chromium profile (its own user-data-dir), as a first-time visitor has."""
+@contextlib.contextmanager
+def chromium(playwright: Any, profile: Path, **options: Any) -> Iterator[Any]:
+    """A browser context on a fresh chromium profile (its own user-data-dir), as a first-time
+    visitor has."""
     context = playwright.chromium.launch_persistent_context(
-        str(tmp_path / "profile"),
+        str(profile),
         executable_path=CHROMIUM,
         headless=True,
         args=CHROMIUM_FLAGS,
-        viewport={"width": 1024, "height": 800},
+        **options,
     )
     context.set_default_timeout(STEP_MS)
-    yield context
-    context.close()
-
-
-@pytest.fixture
-def another_browser(playwright: Any, tmp_path: Path) -> Iterator[Any]:
-    """A second, unrelated visitor."""
-    context = playwright.chromium.launch_persistent_context(
-        str(tmp_path / "other-profile"),
-        executable_path=CHROMIUM,
-        headless=True,
-        args=CHROMIUM_FLAGS,
-    )
-    context.set_default_timeout(STEP_MS)
-    yield context
-    context.close()
+    try:
+        yield context
+    finally:
+        context.close()

@@ -6,23 +6,44 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.browser._api_support import (  # noqa: F401 - fixtures
-    STEP_MS,
-    WIDGET_LOADER,
-    Shop,
-    another_browser,
-    browser_context,
-    playwright,
-    shop,
-)
+from tests.browser._api_support import STEP_MS, WIDGET_LOADER, Shop, chromium, serve_shop
 
 pytestmark = pytest.mark.heavy
 
 SESSIONS = "/etpay/api/sessions/"
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
+    with serve_shop(tmp_path_factory.mktemp("spa-shop")) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture
+def browser_context(playwright: Any, tmp_path: Path) -> Iterator[Any]:
+    with chromium(playwright, tmp_path / "profile", viewport={"width": 1024, "height": 800}) as c:
+        yield c
+
+
+@pytest.fixture
+def another_browser(playwright: Any, tmp_path: Path) -> Iterator[Any]:
+    """A second, unrelated visitor."""
+    with chromium(playwright, tmp_path / "other-profile") as context:
+        yield context
 
 
 def order_status(shop: Shop, number: str) -> str:
