@@ -3,7 +3,9 @@
 Input is checked by the same functions as :func:`~django_etpay.services.initialize_session`
 (:mod:`django_etpay.validators`), so there is one definition of a valid e-mail, RUT or bank
 code. Output serializers list their fields one by one: ``signature_token`` and the merchant
-credentials are absent by construction, not by exclusion.
+credentials are absent by construction, not by exclusion. Field descriptions are for
+developers (they become the OpenAPI schema) and stay in English; messages a payer may see are
+translated.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ class SessionCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
     order = serializers.CharField(
         required=False,
         max_length=128,
-        help_text=_(
+        help_text=(
             "The shop's reference to what is being paid (an order number, a cart id), handed "
             "to the shop's order hook. Never an amount."
         ),
@@ -84,17 +86,17 @@ class SessionCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
     customer_email = ValidatedCharField(
         validators.email,
         max_length=validators.MAX_EMAIL_LENGTH,
-        help_text=_("The payer's e-mail address, if the shop does not already know it."),
+        help_text="The payer's e-mail address, if the shop does not already know it.",
     )
     user_bank_code = ValidatedCharField(
         validators.bank_code,
         max_length=32,
-        help_text=_("Bank to preselect in ETpay's funnel, such as cl_estado."),
+        help_text="Bank to preselect in ETpay's funnel, such as cl_estado.",
     )
     user_rut = ValidatedCharField(
         validators.rut,
         max_length=20,
-        help_text=_("The payer's RUT, to prefill ETpay's form (e.g. 12.345.678-5)."),
+        help_text="The payer's RUT, to prefill ETpay's form (e.g. 12.345.678-5).",
     )
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
@@ -127,16 +129,16 @@ class SessionSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     """A session's status, as the API shows it to whoever may see it."""
 
     is_final = serializers.BooleanField(
-        read_only=True, help_text=_("True once the session is paid: stop polling.")
+        read_only=True, help_text="True once the session is paid: stop polling."
     )
     amount_display = serializers.SerializerMethodField(
-        help_text=_("The amount as a payer reads it, e.g. $6.990.")
+        help_text="The amount as a payer reads it, e.g. $6.990."
     )
     payment_url = serializers.CharField(
-        read_only=True, help_text=_("Where the payer pays (ETpay's funnel).")
+        read_only=True, help_text="Where the payer pays (ETpay's funnel)."
     )
     status_url = serializers.SerializerMethodField(
-        help_text=_("This endpoint, for polling the status.")
+        help_text="This endpoint, for polling the status."
     )
 
     class Meta:
@@ -210,7 +212,7 @@ class SessionCreatedSerializer(SessionSerializer):
     """The reply to ``POST api/sessions/``: the status fields and the widget configuration."""
 
     widget = WidgetConfigSerializer(
-        source="*", read_only=True, help_text=_("What the widget loader needs to open it.")
+        source="*", read_only=True, help_text="What the widget loader needs to open it."
     )
 
     class Meta(SessionSerializer.Meta):
@@ -227,14 +229,14 @@ class ErrorSerializer(serializers.Serializer):  # type: ignore[type-arg]
 class EtpayErrorSerializer(serializers.Serializer):  # type: ignore[type-arg]
     """The body of a 502 or 504: ETpay failed, the row is kept with the reason."""
 
-    detail = serializers.CharField(help_text=_("What happened, for people."))
+    detail = serializers.CharField(help_text="What happened, for people.")
     code = serializers.ChoiceField(
         choices=["timeout", "connection", "http_error", "bad_response", "storage", "api_error"],
-        help_text=_("Kind of failure, as stored on the session row (error_code)."),
+        help_text="Kind of failure, as stored on the session row (error_code).",
     )
     session_id = serializers.IntegerField(
-        allow_null=True, help_text=_("The session row kept with the reason.")
+        allow_null=True, help_text="The session row kept with the reason."
     )
     outcome_unknown = serializers.BooleanField(
-        help_text=_("ETpay may have created the session anyway (timeout, 5xx): reconcile it.")
+        help_text="ETpay may have created the session anyway (timeout, 5xx): reconcile it."
     )

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser._api_support import STEP_MS, WIDGET_LOADER, Shop, chromium, serve_shop
+from tests.browser._api_support import WIDGET_LOADER, Shop, chromium, serve_shop
 
 pytestmark = pytest.mark.heavy
 
@@ -76,7 +76,17 @@ def without_the_widget_loader(page: Any) -> None:
 
 def approve_or_reject(page: Any, action: str) -> None:
     page.wait_for_url(re.compile(r"/sandbox/session/"))
-    page.click(f"button[name=action][value={action}]")
+    decide(page, action)
+
+
+def decide(funnel: Any, action: str) -> None:
+    """Approve or reject on the sandbox's payment page (a page or a frame), as a payer does."""
+    button = funnel.locator(f"button[name=action][value={action}]")
+    button.wait_for()  # the page (or frame) has loaded
+    rut = funnel.locator("input[name=rut]")
+    if rut.count() and rut.is_editable():
+        rut.fill("11.111.111-1")
+    button.click()
 
 
 def test_pay_through_the_payment_page_and_see_it_confirmed(
@@ -218,8 +228,7 @@ def test_pay_in_the_widget_without_leaving_the_page(shop: Shop, browser_context:
     session = pay_and_capture(page)
     number = session["merchant_order_id"]
 
-    frame = page.frame_locator("dialog iframe")
-    frame.locator("button[name=action][value=approve]").click(timeout=STEP_MS)
+    decide(page.frame_locator("dialog iframe"), "approve")
 
     # The loader confirms the result and returns to the page, which polls the status.
     page.wait_for_url(re.compile(rf"/spa/\?order={number}"))
