@@ -254,7 +254,28 @@ class FuzzRun:
 
 
 @pytest.fixture
-def people(django_user_model: Any, payer: AbstractBaseUser) -> dict[str, AbstractBaseUser]:
+def wsgi_requests_keep_the_connection() -> Iterator[None]:
+    """Let requests sent straight to the WSGI handler share the test's transaction.
+
+    Django closes the database connection when a request finishes; its test client turns that
+    off for the duration of a request, and the fuzzer's WSGI transport needs the same.
+    """
+    from django.core import signals
+    from django.db import close_old_connections
+
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    try:
+        yield
+    finally:
+        signals.request_started.connect(close_old_connections)
+        signals.request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def people(
+    wsgi_requests_keep_the_connection: None, django_user_model: Any, payer: AbstractBaseUser
+) -> dict[str, AbstractBaseUser]:
     staff = django_user_model.objects.create_user("staff", password="pw-staff", is_staff=True)
     return {"payer": payer, "staff": staff}
 

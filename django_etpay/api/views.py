@@ -297,7 +297,9 @@ class SessionStatusView(EtpayAPIView):
 
     def get(self, request: Request, token: str, *args: Any, **kwargs: Any) -> Response:
         session = None
-        if len(token) <= MAX_TOKEN_LENGTH:
+        # PostgreSQL refuses NUL characters and lone surrogates outright (a DataError, i.e. a
+        # 500); no token ETpay issues has them, so such a path names no session.
+        if len(token) <= MAX_TOKEN_LENGTH and token.isprintable():
             session = PaymentSession.objects.filter(token=token).first()
         if session is None or not self.can_view(request, session):
             raise exceptions.NotFound(_("No such payment session."))
