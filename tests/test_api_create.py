@@ -463,6 +463,42 @@ def test_the_shops_invalid_order_data_is_reported_on_its_field(
     assert len(mocked_responses.calls) == 0
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "check"),
+    [
+        ("merchant_order_id", "x" * 65, validators.order_id),
+        ("merchant_order_id", " padded ", validators.order_id),
+        ("order_amount", 6990.0, validators.amount),
+        ("order_amount", "6990", validators.amount),
+        ("order_amount", True, validators.amount),
+        ("metadata", [{"name": "x"}], validators.metadata),
+        ("payment_completed_url", "javascript:alert(1)", validators.http_url),
+        ("payment_webhook_url", "/relative/", validators.http_url),
+        ("customer_email", "shop@@example", validators.email),
+        ("user_rut", "11.111.111-2", validators.rut),
+        ("user_bank_code", "us_chase", validators.bank_code),
+    ],
+)
+def test_the_shops_values_go_through_the_same_validators(
+    client_for: APIClient,
+    settings: Settings,
+    mocked_responses: responses_lib.RequestsMock,
+    field: str,
+    value: Any,
+    check: Any,
+) -> None:
+    """One source of truth: what the hook returns is checked by initialize_session itself."""
+    order = {"merchant_order_id": "OC-HOOK", "order_amount": 6990, field: value}
+    settings.ETPAY = api_settings(API_ORDER_HOOK=lambda request, data: order)
+
+    response = post(client_for, {"order": "cart-mug"})
+
+    assert response.status_code == 400
+    assert response.json() == {field: [_validator_message(check, value)]}
+    assert len(mocked_responses.calls) == 0
+    assert not PaymentSession.objects.exists()
+
+
 def test_the_hook_refuses_with_its_own_error(client_for: APIClient) -> None:
     response = post(client_for, {"order": "closed"})
     assert response.status_code == 400
