@@ -16,6 +16,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_POST
 from rest_framework.exceptions import ValidationError
@@ -36,7 +37,35 @@ def spa(request: HttpRequest) -> HttpResponse:
         {"slug": p.slug, "name": p.name, "price": p.price, "price_display": p.price_display}
         for p in Product.objects.all()
     ]
-    return render(request, "shop/spa.html", {"products": products})
+    return render(request, "shop/spa.html", {"products": products, "texts": spa_texts()})
+
+
+def spa_texts() -> dict[str, str]:
+    """What ``spa.js`` shows, translated here (``%(name)s`` is filled in by the script)."""
+    return {
+        "pay": _("Pay with ETpay"),
+        "opening": _("Opening ETpay…"),
+        "complete": _("Complete the payment on ETpay's page."),
+        "waiting": _("Waiting for ETpay's confirmation…"),
+        "stillWaiting": _("Still waiting for ETpay's confirmation: we will e-mail you."),
+        "paid": _("Payment confirmed. Thank you!"),
+        "failed": _("The payment did not go through."),
+        "expired": _("The payment was not completed in time."),
+        "error": _("ETpay could not open the payment."),
+        "notShown": _("This payment cannot be shown here."),
+        "payAgain": _("Pay again"),
+        "throttled": _("Too many attempts: try again in %(seconds)s seconds."),
+        "unexpected": _("Something went wrong (%(status)s). Please try again."),
+        "unreachable": _("The shop could not be reached. Please try again."),
+        "state_opening": _("opening"),
+        "state_pending": _("pending"),
+        "state_paid": _("paid"),
+        "state_failed": _("failed"),
+        "state_expired": _("expired"),
+        "state_error": _("error"),
+        "state_initializing": _("opening"),
+        "state_unknown": _("unknown"),
+    }
 
 
 @require_POST
@@ -46,15 +75,15 @@ def create_order(request: HttpRequest) -> JsonResponse:
     try:
         data: Any = json.loads(request.body or b"{}")
     except ValueError:
-        return JsonResponse({"detail": "The body is not JSON."}, status=400)
+        return JsonResponse({"detail": _("The body is not JSON.")}, status=400)
     if not isinstance(data, dict):
-        return JsonResponse({"detail": "The body is not a JSON object."}, status=400)
+        return JsonResponse({"detail": _("The body is not a JSON object.")}, status=400)
     product = Product.objects.filter(slug=str(data.get("product", ""))).first()
     form = CheckoutForm({"email": data.get("email"), "quantity": data.get("quantity")})
     if product is None or not form.is_valid():
         errors: dict[str, list[str]] = {k: list(v) for k, v in form.errors.items()}
         if product is None:
-            errors["product"] = ["Choose a product."]
+            errors["product"] = [_("Choose a product.")]
         return JsonResponse(errors, status=400)
     quantity = form.cleaned_data["quantity"]
     order = Order.objects.create(
@@ -86,7 +115,7 @@ def checkout_order(request: Any, data: Mapping[str, Any]) -> dict[str, Any] | No
     if order is None:
         return None
     if order.status == Order.Status.PAID:
-        raise ValidationError({"order": ["This order is already paid."]})
+        raise ValidationError({"order": [_("This order is already paid.")]})
     back = f"{reverse('shop:spa')}?order={order.number}"
     return {
         "merchant_order_id": order.number,

@@ -17,7 +17,24 @@
   var STORE_KEY = "shop-spa-session";
   var POLL_MS = 2000;
   var MAX_POLLS = 90; // three minutes, then the page says it will confirm later
+  // Statuses after which polling stops (paid is final; the others can still turn paid).
+  var ENDED = ["paid", "failed", "expired", "error"];
   var button = document.getElementById("spa-pay");
+  // Translated by the page (json_script), so that the script carries no language of its own.
+  var texts = {};
+  try {
+    texts = JSON.parse(document.getElementById("spa-texts").textContent) || {};
+  } catch (e) {
+    texts = {};
+  }
+
+  function t(key, values) {
+    var text = texts[key] || key;
+    Object.keys(values || {}).forEach(function (name) {
+      text = text.replace("%(" + name + ")s", String(values[name]));
+    });
+    return text;
+  }
 
   function csrfToken() {
     var found = "";
@@ -75,7 +92,7 @@
     var data = reply.data;
     if (reply.status === 429) {
       var wait = reply.headers.get("Retry-After");
-      showError("general", "Too many attempts: try again in " + (wait || "a few") + " seconds.");
+      showError("general", t("throttled", { seconds: wait || "60" }));
       return;
     }
     if (typeof data.detail === "string") {
@@ -89,7 +106,7 @@
       shown = true;
     });
     if (!shown) {
-      showError("general", "Something went wrong (" + reply.status + "). Please try again.");
+      showError("general", t("unexpected", { status: reply.status }));
     }
   }
 
@@ -106,8 +123,9 @@
       slot("amount").textContent = session.amount_display + " " + session.currency;
     }
     var badge = slot("state");
-    badge.textContent = state;
-    badge.className = "status status-" + (state === "paid" ? "paid" : state === "failed" ? "failed" : "pending");
+    badge.textContent = t("state_" + state);
+    var look = state === "paid" ? "paid" : ENDED.indexOf(state) > -1 ? "failed" : "pending";
+    badge.className = "status status-" + look;
     box.setAttribute("data-state", state);
     slot("message").textContent = message;
   }
@@ -116,7 +134,7 @@
     var again = document.createElement("button");
     again.type = "button";
     again.id = "spa-pay-again";
-    again.textContent = "Pay again";
+    again.textContent = t("payAgain");
     again.addEventListener("click", function () {
       again.remove();
       createSession(order, null);
@@ -171,7 +189,7 @@
       container.setAttribute("data-etpay-config", config.id);
       var link = document.createElement("a");
       link.href = session.payment_url;
-      link.textContent = session.widget.texts ? session.widget.texts.button : "Pay with ETpay";
+      link.textContent = session.widget.texts ? session.widget.texts.button : t("pay");
       container.appendChild(link);
       holder.appendChild(config);
       holder.appendChild(container);
@@ -182,7 +200,7 @@
   }
 
   function createSession(order, bank) {
-    setState("opening", "Opening ETpay…");
+    setState("opening", t("opening"));
     var body = { order: order };
     if (bank) {
       body.user_bank_code = bank;
@@ -199,7 +217,7 @@
         STORE_KEY,
         JSON.stringify({ order: order, statusUrl: session.status_url })
       );
-      setState(session.status, "Complete the payment on ETpay's page.", session);
+      setState(session.status, t("complete"), session);
       openPayment(session);
     });
   }
@@ -225,44 +243,38 @@
       })
       .catch(function () {
         button.disabled = false;
-        showError("general", "The shop could not be reached. Please try again.");
+        showError("general", t("unreachable"));
       });
   });
 
   // -- polling -------------------------------------------------------------------------------
 
-  var MESSAGES = {
-    paid: "Payment confirmed. Thank you!",
-    failed: "The payment did not go through.",
-    expired: "The payment was not completed in time.",
-    error: "ETpay could not open the payment.",
-  };
 
   function poll(saved, attempt) {
     request("GET", saved.statusUrl).then(
       function (reply) {
         if (reply.status !== 200) {
-          setState("unknown", "This payment cannot be shown here.");
+          setState("unknown", t("notShown"));
           window.sessionStorage.removeItem(STORE_KEY);
           return;
         }
         var session = reply.data;
         if (session.is_final) {
-          setState("paid", MESSAGES.paid, session);
+          setState("paid", t("paid"), session);
           window.sessionStorage.removeItem(STORE_KEY);
           return;
         }
-        if (MESSAGES[session.status]) {
+        if (ENDED.indexOf(session.status) > -1) {
           // Not final: ETpay may still report money that moved; the shop e-mails if it does.
-          setState("failed", MESSAGES[session.status], session);
+          setState(session.status, t(session.status), session);
           offerRetry(saved.order);
           return;
         }
         if (attempt >= MAX_POLLS) {
-          setState(session.status, "Still waiting for ETpay's confirmation: we will e-mail you.", session);
+          setState(session.status, t("stillWaiting"), session);
           return;
         }
-        setState(session.status, "Waiting for ETpay's confirmation…", session);
+        setState(session.status, t("waiting"), session);
         window.setTimeout(function () {
           poll(saved, attempt + 1);
         }, POLL_MS);
