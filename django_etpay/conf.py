@@ -42,6 +42,13 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_TTL": timedelta(hours=1),
     # ETpay's own widget script, when ETpay hands one out; else the bundled loader is used.
     "WIDGET_SCRIPT_URL": None,
+    # Seconds the widget loader waits for the shop's widget-result reply before it tells the
+    # payer and offers to try again (the JWT stays in the page, so nothing is lost).
+    "WIDGET_RESULT_TIMEOUT": 20.0,
+    # Seconds the loader waits, after the framed funnel has loaded, for the funnel to announce
+    # itself; without that the frame is unusable (refused, or a funnel that does not speak to
+    # the loader) and the payer is sent to the payment page in the whole window instead.
+    "WIDGET_HANDSHAKE_TIMEOUT": 3.0,
     # Whether a verified JWT arriving through the payer's browser (redirect or widget) may
     # change a session's status. It is signed with the session's secret, so it is trusted.
     "ACCEPT_BROWSER_RESULTS": True,
