@@ -21,6 +21,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_POST
 from rest_framework.exceptions import ValidationError
 
+from django_etpay.widgets import csp_nonce
 from shop.models import Order, Product
 from shop.views import LAST_ORDER_KEY, CheckoutForm
 
@@ -37,7 +38,8 @@ def spa(request: HttpRequest) -> HttpResponse:
         {"slug": p.slug, "name": p.name, "price": p.price, "price_display": p.price_display}
         for p in Product.objects.all()
     ]
-    return render(request, "shop/spa.html", {"products": products, "texts": spa_texts()})
+    context = {"products": products, "texts": spa_texts(), "nonce": csp_nonce(request)}
+    return render(request, "shop/spa.html", context)
 
 
 def spa_texts() -> dict[str, str]:

@@ -20,6 +20,8 @@
   // Statuses after which polling stops (paid is final; the others can still turn paid).
   var ENDED = ["paid", "failed", "expired", "error"];
   var button = document.getElementById("spa-pay");
+  // Under a nonce-based Content-Security-Policy, the loader inherits this script's nonce.
+  var nonce = document.currentScript ? document.currentScript.nonce : "";
   // Translated by the page (json_script), so that the script carries no language of its own.
   var texts = {};
   try {
@@ -158,6 +160,9 @@
       }
     }
     var script = document.createElement("script");
+    if (nonce) {
+      script.nonce = nonce;
+    }
     script.src = form.getAttribute("data-widget-src");
     script.onload = function () {
       finish(true);
