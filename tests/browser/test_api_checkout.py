@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -64,7 +66,9 @@ def status_box(page: Any, state: str) -> Any:
     return box
 
 
-def test_pay_in_the_widget_without_leaving_the_page(page: Any, shop: Shop) -> None:
+def test_pay_in_the_widget_without_leaving_the_page(
+    page: Any, shop: Shop, screenshot: Callable[[Any, str], Path]
+) -> None:
     open_spa(page, shop)
     fill_checkout(page, product="taza-ceramica", email="ana@example.cl", quantity=2)
 
@@ -80,12 +84,15 @@ def test_pay_in_the_widget_without_leaving_the_page(page: Any, shop: Shop) -> No
     dialog = page.locator("dialog.etpay-dialog")
     dialog.wait_for()
     assert page.url == f"{shop.url}/spa/"
+    funnel_frame(page).locator("button[name=action][value=approve]").wait_for()
+    screenshot(page, "spa-widget")
     decide(funnel_frame(page), "approve")
 
     # The loader confirms the result and returns to the page, which polls the status.
     page.wait_for_url(f"{shop.url}/spa/?order={number}")
     box = status_box(page, "paid")
     assert "Pago confirmado" in box.inner_text()
+    screenshot(page, "spa-paid")
     assert number in box.inner_text()
     assert shop.order_status(number) == "paid"
 
