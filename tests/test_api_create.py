@@ -613,3 +613,47 @@ def test_a_reply_etpay_created_but_that_cannot_be_stored_is_a_502(
     assert response.json()["session_id"] == failed.pk
     assert response.json()["code"] == "storage"
     assert_no_secrets(response, "sig-API-SECRET-duplicate-token-0000")
+
+
+def test_a_subclass_keeps_its_own_class_attributes(
+    user: AbstractBaseUser, settings: Settings, mocked_responses: responses_lib.RequestsMock
+) -> None:
+    """DRF's idiom: classes set on a subclass win over ETPAY (which would refuse here)."""
+    from rest_framework.authentication import BaseAuthentication
+    from rest_framework.permissions import IsAuthenticated
+
+    class AsAna(BaseAuthentication):
+        def authenticate(self, request: Any) -> tuple[AbstractBaseUser, None]:
+            return user, None
+
+    class ShopView(SessionCreateView):
+        authentication_classes = [AsAna]
+        permission_classes = [IsAuthenticated]
+        throttle_classes: list[Any] = []
+
+    settings.ETPAY = api_settings(
+        API_AUTHENTICATION_CLASSES=[],
+        API_PERMISSION_CLASSES=["rest_framework.permissions.IsAdminUser"],
+        API_THROTTLE_RATES={"etpay_session_create": "1/minute"},
+    )
+    etpay_replies(mocked_responses)
+    view = ShopView.as_view()
+    statuses = [
+        view(APIRequestFactory().post(URL, {"order": "cart-mug"}, format="json")).status_code
+        for _ in range(2)
+    ]
+    assert statuses == [201, 201]
+    assert PaymentSession.objects.filter(created_by=user).count() == 2
+
+
+@pytest.mark.urls("tests.urls")
+def test_a_view_mounted_without_the_api_urls_has_no_status_url(
+    user: AbstractBaseUser, mocked_responses: responses_lib.RequestsMock
+) -> None:
+    etpay_replies(mocked_responses)
+    request = APIRequestFactory().post("/checkout/api/", {"order": "cart-mug"}, format="json")
+    force_authenticate(request, user)
+    response = SessionCreateView.as_view()(request)
+    assert response.status_code == 201
+    assert response.data["status_url"] is None
+    assert not response.has_header("Location")

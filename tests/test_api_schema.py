@@ -82,3 +82,18 @@ def test_the_published_schema_has_the_paths_of_this_project() -> None:
     response = APIClient().get("/shop/payments/api/schema/")
     paths = set(json.loads(response.content)["paths"])
     assert paths == {"/shop/payments/api/sessions/", "/shop/payments/api/sessions/{token}/"}
+
+
+def test_a_schema_view_mounted_alone_describes_the_default_paths(settings: Any) -> None:
+    from types import ModuleType
+
+    from django_etpay.api.views import SchemaView
+
+    urlconf = ModuleType("schema_only_urls")
+    urlconf.urlpatterns = [path("docs/schema/", SchemaView.as_view())]  # type: ignore[attr-defined]
+    settings.ROOT_URLCONF = urlconf
+    response = APIClient().get("/docs/schema/")
+    assert response.status_code == 200
+    assert set(json.loads(response.content)["paths"]) == {
+        "/etpay/api/sessions/", "/etpay/api/sessions/{token}/"
+    }  # fmt: skip

@@ -283,3 +283,12 @@ def test_a_failed_call_names_the_row_it_kept(mocked_responses: responses_lib.Req
     with pytest.raises(EtpayHTTPError) as caught:
         initialize_session("OC-FAIL-1", 1000)
     assert caught.value.session_id == PaymentSession.objects.get(merchant_order_id="OC-FAIL-1").pk
+
+
+def test_without_a_visibility_hook_the_default_applies(
+    settings: Settings, users: dict[str, AbstractBaseUser]
+) -> None:
+    settings.ETPAY = api_settings(API_VISIBILITY_HOOK=None)
+    session = make_session(created_by=users["owner"])
+    assert client_as(users["owner"]).get(url(session)).status_code == 200
+    assert client_as(users["other"]).get(url(session)).status_code == 404

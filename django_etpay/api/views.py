@@ -337,12 +337,14 @@ class SchemaView(APIView):
 
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         match = getattr(request, "resolver_match", None)
-        namespace = getattr(match, "namespace", "") or "django_etpay_api"
-        try:
-            sessions_path = reverse(f"{namespace}:sessions")
-        except NoReverseMatch:
-            sessions_path = reverse("django_etpay_api:sessions")
-        prefix = sessions_path.removesuffix("api/sessions/") or "/"
+        prefix = api_schema.DEFAULT_PREFIX
+        for namespace in (getattr(match, "namespace", ""), "django_etpay_api"):
+            try:
+                sessions_path = reverse(f"{namespace}:sessions")
+            except NoReverseMatch:
+                continue
+            prefix = sessions_path.removesuffix("api/sessions/") or "/"
+            break
         response = Response(api_schema.openapi_schema(prefix))
         patch_cache_control(response, public=True, max_age=3600)
         return response
