@@ -16,7 +16,9 @@ from tests.factories import make_session
 
 pytestmark = [pytest.mark.heavy, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = os.environ.get("ETPAY_TEST_CHROMIUM", "/usr/bin/chromium")
+# The same browser and variables as tests/browser/ (Debian's chromium; ETPAY_CHROMIUM names
+# another one, ETPAY_SCREENSHOT_DIR keeps the screenshots).
+CHROMIUM = os.environ.get("ETPAY_CHROMIUM", "/usr/bin/chromium")
 WIDTH = 1280
 
 
@@ -24,10 +26,12 @@ WIDTH = 1280
 def page(live_server: Any, rows: None) -> Iterator[Any]:
     playwright = pytest.importorskip("playwright.sync_api")
     if not os.path.exists(CHROMIUM):
-        pytest.skip(f"no browser at {CHROMIUM} (set ETPAY_TEST_CHROMIUM)")
+        pytest.fail(f"No Chromium at {CHROMIUM}: apt-get install chromium, or set ETPAY_CHROMIUM.")
     # Playwright's sync API runs an event loop: every database write happens before it starts.
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
         tab = browser.new_page(viewport={"width": WIDTH, "height": 900})
         tab.goto(f"{live_server.url}/admin/login/")
         tab.fill("#id_username", "staff")
@@ -91,9 +95,9 @@ def rows(settings: Any) -> None:
 def test_changelists_fit_in_1280_px(page: Any, path: str) -> None:
     page.goto(page.base + path)
     assert page.locator("#result_list tbody tr").count() > 0
-    if os.environ.get("ETPAY_TEST_SCREENSHOT_DIR"):
+    if os.environ.get("ETPAY_SCREENSHOT_DIR"):
         name = path.strip("/").replace("/", "-")
-        page.screenshot(path=f"{os.environ['ETPAY_TEST_SCREENSHOT_DIR']}/{name}.png")
+        page.screenshot(path=f"{os.environ['ETPAY_SCREENSHOT_DIR']}/{name}.png")
     # Django's navigation sidebar is open (its default) and the filter column shown.
     assert page.locator("#nav-sidebar").is_visible()
     widths = page.evaluate(
