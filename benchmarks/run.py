@@ -89,7 +89,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--key", choices=["ec", "rsa"], default="ec", help="server key type")
     parser.add_argument("--rounds", type=int, default=3, help="notification rounds")
-    parser.add_argument("--sessions", type=int, default=3000, help="sessions per round")
+    parser.add_argument("--sessions", type=int, default=5000, help="sessions per round")
     parser.add_argument("--repeats", type=int, default=3, help="deliveries per session")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
@@ -131,7 +131,8 @@ def main() -> int:
     from benchmarks.tls import temporary_certificates
 
     call_command("migrate", verbosity=0)
-    log(f"django-etpay benchmarks, {time.strftime('%Y-%m-%d %H:%M')}: {_versions()}")
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    log(f"django-etpay benchmarks, {started}: {_versions()}")
     raw: dict[str, Any] = {}
     tables: list[str] = []
 
