@@ -3,7 +3,7 @@
 PYTHON ?= python3
 TOX_VENV := .venv-tox
 
-.PHONY: test example lint
+.PHONY: test example lint messages screenshots
 
 ## Run the whole test matrix: every Django/Python pair whose Python is installed here (found
 ## on PATH, in pyenv or the usual prefixes), the heavy suites, lint and mypy; ends with a
@@ -21,3 +21,16 @@ example:
 
 lint: $(TOX_VENV)/bin/tox
 	$(TOX_VENV)/bin/tox run -e lint,type
+
+## Update the translation catalogs (es, en) of the package and of the example shop from the
+## source, then compile the .mo files that ship. Needs Django in $(PYTHON) and GNU gettext.
+## New strings appear untranslated in the .po files: translate them, run this again, commit.
+## tests/test_translations.py fails while a catalog is incomplete or a .mo file is stale.
+MAKEMESSAGES = $(PYTHON) -m django makemessages -l es -l en --no-obsolete --no-location
+messages:
+	cd django_etpay && $(MAKEMESSAGES) && $(PYTHON) -m django compilemessages
+	cd example_project/shop && $(MAKEMESSAGES) && $(PYTHON) -m django compilemessages
+
+## Run the browser tests and save their screenshots into docs/img/ (Debian's chromium).
+screenshots:
+	ETPAY_SCREENSHOT_DIR=docs/img $(PYTHON) -m pytest -m heavy tests/browser -q

@@ -9,6 +9,7 @@ Ids are stable; a retired id is listed here and never reused.
 - ``django_etpay.E005``: the local sandbox is mounted with ``ENVIRONMENT = "production"``.
 - ``django_etpay.W001``: ``ENVIRONMENT = "production"`` while ``DEBUG`` is on.
 - ``django_etpay.W002``: ``MERCHANTS`` is not a dict of dicts.
+- ``django_etpay.E101``-``E103``, ``W101``: the REST API (see :mod:`django_etpay.api.checks`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ def register() -> None:
     """Register every check of this module (called from ``AppConfig.ready``)."""
     checks.register(check_settings, checks.Tags.security)
     checks.register(check_sandbox, checks.Tags.security, checks.Tags.urls)
+    from django_etpay.api.checks import check_api
+
+    checks.register(check_api, checks.Tags.security, checks.Tags.urls)
 
 
 def _accounts(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

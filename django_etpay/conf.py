@@ -52,6 +52,13 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_TTL": timedelta(hours=1),
     # ETpay's own widget script, when ETpay hands one out; else the bundled loader is used.
     "WIDGET_SCRIPT_URL": None,
+    # Seconds the widget loader waits for the shop's widget-result reply before it tells the
+    # payer and offers to try again (the JWT stays in the page, so nothing is lost).
+    "WIDGET_RESULT_TIMEOUT": 20.0,
+    # Seconds the loader waits, after the framed funnel has loaded, for the funnel to announce
+    # itself; without that the frame is unusable (refused, or a funnel that does not speak to
+    # the loader) and the payer is sent to the payment page in the whole window instead.
+    "WIDGET_HANDSHAKE_TIMEOUT": 3.0,
     # Whether a verified JWT arriving through the payer's browser (redirect or widget) may
     # change a session's status. It is signed with the session's secret, so it is trusted.
     "ACCEPT_BROWSER_RESULTS": True,
@@ -68,6 +75,29 @@ DEFAULTS: dict[str, Any] = {
     # Where the return view sends the payer; URL names or paths. None renders a template.
     "SUCCESS_URL": None,
     "FAILURE_URL": None,
+    # -- REST API (django_etpay.api, opt-in through its own URL include) --
+    # Authentication classes of the API views (classes or dotted paths); None uses
+    # REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"].
+    "API_AUTHENTICATION_CLASSES": None,
+    # Who may call the API at all. Signed-in users only by default: guest checkouts are a
+    # deliberate choice (see docs/api.md), not an accident of configuration.
+    "API_PERMISSION_CLASSES": ("rest_framework.permissions.IsAuthenticated",),
+    # Throttles of both endpoints (classes or dotted paths); () turns throttling off.
+    "API_THROTTLE_CLASSES": ("django_etpay.api.throttling.SessionRateThrottle",),
+    # Rates per endpoint scope, per signed-in user or per client address for guests. Every
+    # creation calls ETpay, so it is the expensive one; polling is cheap but frequent.
+    "API_THROTTLE_RATES": {
+        "etpay_session_create": "10/minute",
+        "etpay_session_status": "120/minute",
+    },
+    # The shop's hook that maps a request to the order and amount to pay: a callable or its
+    # dotted path, (request, data) -> mapping of initialize_session arguments. The browser
+    # never chooses what it pays. Required by the stock create view.
+    "API_ORDER_HOOK": None,
+    # Who may see a session's status: a callable or its dotted path, (request, session) ->
+    # bool. The default shows it to the user who created it, to the browser session that
+    # created it, and to staff.
+    "API_VISIBILITY_HOOK": "django_etpay.api.permissions.can_view_session",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -162,6 +163,19 @@ class PaymentSession(TimestampMixin):
         _("needs reconciliation"),
         default=False,
         help_text=_("ETpay's view of this session should be checked with a status query."),
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+        verbose_name=_("created by"),
+        help_text=_(
+            "The signed-in user whose request created the session; empty for guests and "
+            "sessions created without a request. The REST API shows a session's status to them."
+        ),
     )
     paid_at = models.DateTimeField(
         _("paid at"), null=True, blank=True, help_text=_("When it became paid.")

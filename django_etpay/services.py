@@ -137,6 +137,12 @@ def initialize_session(
     When it is not given and a redirect URL already carries a query string, ``"&"`` is sent,
     so that ETpay's ``?...`` does not break the URL.
 
+    A signed-in ``request.user`` is stored as the session's ``created_by`` (the REST API shows
+    a session's status to the user who created it).
+
+    When the call to ETpay fails, the raised error's ``session_id`` is the primary key of the
+    row kept with the reason.
+
     Call it outside ``transaction.atomic()`` (or catch the error inside your view) if the error
     row must survive an exception that rolls your transaction back.
     """
@@ -189,6 +195,7 @@ def initialize_session(
         payment_cancellation_url=urls["payment_cancellation_url"] or "",
         payment_webhook_url=urls["payment_webhook_url"] or "",
         status=PaymentSession.Status.INITIALIZING,
+        created_by=_signed_in_user(request),
     )
     optional = {
         "customer_email": cleaned.get("customer_email"),
@@ -207,6 +214,7 @@ def initialize_session(
         )
     except EtpayAPIError as err:
         _mark_error(session, str(err), err.code, outcome_unknown=err.outcome_unknown)
+        err.session_id = session.pk
         raise
     except Exception as err:
         # Not an ETpay failure (a bug, a signal handler...): the request may have gone out.
@@ -236,9 +244,12 @@ def initialize_session(
             "storage",
             outcome_unknown=True,
         )
-        raise EtpayResponseError(
+        error = EtpayResponseError(
             "ETpay's reply to session/initialize could not be stored.", outcome_unknown=True
-        ) from None
+        )
+        error.code = "storage"  # as on the row
+        error.session_id = session.pk
+        raise error from None
     logger.info(
         "ETpay session %s created for order %s (%d %s)",
         session.pk,
@@ -250,6 +261,12 @@ def initialize_session(
         lambda: signals.session_initialized.send(sender=PaymentSession, session=session)
     )
     return session
+
+
+def _signed_in_user(request: HttpRequest | None) -> Any:
+    """The authenticated user of ``request`` (``None`` for guests and without a request)."""
+    user = getattr(request, "user", None)
+    return user if user is not None and user.is_authenticated else None
 
 
 def _mark_error(session: PaymentSession, message: str, code: str, outcome_unknown: bool) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator, URLValidator
+from django.utils.translation import gettext as _
 
 #: Bank codes ETpay documents (lower case, as in its docs; its SDK uses upper case).
 CHILE_BANK_CODES: tuple[str, ...] = (
@@ -62,12 +63,12 @@ _RUT_CHARS = re.compile(r"^\d{1,3}(?:\.?\d{3}){0,2}-?[\dkK]$")
 def order_id(value: Any) -> str:
     """1 to 64 characters, no control characters; an ``int`` is accepted and stringified."""
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ValueError("must be a string of 1 to 64 characters.")
+        raise ValueError(_("must be a string of 1 to 64 characters."))
     text = str(value)
     if not 1 <= len(text) <= MAX_ORDER_ID_LENGTH:
-        raise ValueError(f"must be 1 to {MAX_ORDER_ID_LENGTH} characters long.")
+        raise ValueError(_("must be 1 to %(max)d characters long.") % {"max": MAX_ORDER_ID_LENGTH})
     if _CONTROL_CHARS.search(text) or text != text.strip():
-        raise ValueError("must not contain control characters or surrounding spaces.")
+        raise ValueError(_("must not contain control characters or surrounding spaces."))
     return text
 
 
@@ -75,11 +76,11 @@ def amount(value: Any) -> int:
     """A positive ``int`` of whole pesos; ``bool``, ``float``, ``Decimal`` and ``str`` refused."""
     # type() rather than isinstance(): bool is an int subclass and must be refused.
     if type(value) is not int:
-        raise ValueError("must be a positive integer number of pesos (no float, bool or str).")
+        raise ValueError(_("must be a positive integer number of pesos (no float, bool or str)."))
     if value <= 0:
-        raise ValueError("must be greater than zero.")
+        raise ValueError(_("must be greater than zero."))
     if value >= 2**63:
-        raise ValueError("is too large.")
+        raise ValueError(_("is too large."))
     return value
 
 
@@ -105,16 +106,16 @@ def rut(value: Any) -> str:
     (``123456785``), which is how ETpay reports RUTs in its results.
     """
     if not isinstance(value, str):
-        raise ValueError("must be a string such as 12.345.678-5.")
+        raise ValueError(_("must be a string such as 12.345.678-5."))
     text = value.strip().replace(" ", "")
     if not _RUT_CHARS.match(text):
-        raise ValueError("is not a RUT (expected a form such as 12.345.678-5).")
+        raise ValueError(_("is not a RUT (expected a form such as 12.345.678-5)."))
     compact = text.replace(".", "").replace("-", "").upper()
     body, check = compact[:-1], compact[-1]
     if not body or int(body) == 0:
-        raise ValueError("is not a RUT.")
+        raise ValueError(_("is not a RUT."))
     if rut_check_digit(body) != check:
-        raise ValueError("has a wrong check digit.")
+        raise ValueError(_("has a wrong check digit."))
     return f"{int(body)}{check}"
 
 
@@ -127,53 +128,64 @@ def format_rut(value: str) -> str:
 def bank_code(value: Any) -> str:
     """One of :data:`BANK_CODES`, in any case; returned lower case as ETpay documents it."""
     if not isinstance(value, str) or value.lower() not in BANK_CODES:
-        raise ValueError(f"must be one of {', '.join(BANK_CODES)}.")
+        raise ValueError(_("must be one of %(codes)s.") % {"codes": ", ".join(BANK_CODES)})
     return value.lower()
 
 
 def email(value: Any) -> str:
     """A syntactically valid e-mail address."""
     if not isinstance(value, str):
-        raise ValueError("must be an e-mail address.")
+        raise ValueError(_("must be an e-mail address."))
     if len(value) > MAX_EMAIL_LENGTH:
-        raise ValueError(f"is not a valid e-mail address (over {MAX_EMAIL_LENGTH} characters).")
+        raise ValueError(
+            _("is not a valid e-mail address (over %(max)d characters).")
+            % {"max": MAX_EMAIL_LENGTH}
+        )
     try:
         EmailValidator()(value)
     except ValidationError:
-        raise ValueError("is not a valid e-mail address.") from None
+        raise ValueError(_("is not a valid e-mail address.")) from None
     return value
 
 
 def http_url(value: Any) -> str:
     """An absolute http(s) URL."""
     if not isinstance(value, str):
-        raise ValueError("must be an absolute http(s) URL.")
+        raise ValueError(_("must be an absolute http(s) URL."))
     if len(value) > MAX_URL_LENGTH:
         raise ValueError(
-            f"must be an absolute http(s) URL of at most {MAX_URL_LENGTH} characters."
+            _("must be an absolute http(s) URL of at most %(max)d characters.")
+            % {"max": MAX_URL_LENGTH}
         )
     try:
         URLValidator(schemes=["http", "https"])(value)
     except ValidationError:
-        raise ValueError("must be an absolute http(s) URL.") from None
+        raise ValueError(_("must be an absolute http(s) URL.")) from None
     return value
 
 
 def metadata(value: Any) -> list[dict[str, Any]]:
     """A list of ``{"name": str, "value": str|int, "show": bool}`` entries."""
     if not isinstance(value, list | tuple):
-        raise ValueError("must be a list of {name, value, show} objects.")
+        raise ValueError(_("must be a list of {name, value, show} objects."))
     cleaned: list[dict[str, Any]] = []
     for index, entry in enumerate(value):
         if not isinstance(entry, dict) or set(entry) != {"name", "value", "show"}:
-            raise ValueError(f"entry {index} must have exactly the keys name, value and show.")
+            raise ValueError(
+                _("entry %(index)d must have exactly the keys name, value and show.")
+                % {"index": index}
+            )
         name, shown, show = entry["name"], entry["value"], entry["show"]
         if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"entry {index}: name must be a non-empty string.")
+            raise ValueError(
+                _("entry %(index)d: name must be a non-empty string.") % {"index": index}
+            )
         if isinstance(shown, bool) or not isinstance(shown, str | int):
-            raise ValueError(f"entry {index}: value must be a string or an integer.")
+            raise ValueError(
+                _("entry %(index)d: value must be a string or an integer.") % {"index": index}
+            )
         if not isinstance(show, bool):
-            raise ValueError(f"entry {index}: show must be true or false.")
+            raise ValueError(_("entry %(index)d: show must be true or false.") % {"index": index})
         cleaned.append({"name": name, "value": str(shown), "show": show})
     return cleaned
 
@@ -182,7 +194,7 @@ def concat(value: Any) -> str:
     """The separator ETpay puts before what it appends to redirect URLs: 1 to 8 visible
     characters, such as ``"&"``."""
     if not isinstance(value, str) or not 1 <= len(value) <= 8:
-        raise ValueError('must be 1 to 8 characters, such as "&".')
+        raise ValueError(_('must be 1 to 8 characters, such as "&".'))
     if _CONTROL_CHARS.search(value) or any(char.isspace() for char in value):
-        raise ValueError("must not contain spaces or control characters.")
+        raise ValueError(_("must not contain spaces or control characters."))
     return value

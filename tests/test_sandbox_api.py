@@ -352,7 +352,8 @@ def test_framed_funnel_hands_the_jwt_to_the_merchant_origin_only(client: Client)
     assert "frame-ancestors 'self' https://shop.example" in response["Content-Security-Policy"]
     script = client.get("/sandbox/assets/funnel.js").content.decode()
     assert '"etpay:result"' in script
-    assert "payment: payment }, origin)" in script
+    assert "window.parent.postMessage(message, origin)" in script
+    assert "message.session_token = session" in script
     assert "*" not in script
 
 

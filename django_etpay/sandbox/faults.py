@@ -17,19 +17,35 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.utils.translation import gettext, gettext_noop
+
 #: Every fault: name -> (what it does, default value or None when it takes no value).
 FAULTS: dict[str, tuple[str, float | None]] = {
-    "slow": ("API calls answer after this many seconds", 3.0),
-    "initialize_5xx": ("session/initialize answers HTTP 503 (after creating the session)", None),
-    "twice": ("the webhook is delivered twice", None),
-    "late": ("the webhook is delivered after this many seconds", 5.0),
-    "never": ("the webhook is never delivered (the status query still knows the payment)", None),
-    "out_of_order": ("after the success webhook, a stale failure webhook follows", None),
-    "system_error": (
-        "the payer is sent to the cancellation URL with a system-error JWT; no webhook",
+    "slow": (gettext_noop("API calls answer after this many seconds"), 3.0),
+    "initialize_5xx": (
+        gettext_noop("session/initialize answers HTTP 503 (after creating the session)"),
         None,
     ),
-    "status_string": ('payment_status is "success" / "failed" instead of true / false', None),
+    "twice": (gettext_noop("the webhook is delivered twice"), None),
+    "late": (gettext_noop("the webhook is delivered after this many seconds"), 5.0),
+    "never": (
+        gettext_noop("the webhook is never delivered (the status query still knows the payment)"),
+        None,
+    ),
+    "out_of_order": (
+        gettext_noop("after the success webhook, a stale failure webhook follows"),
+        None,
+    ),
+    "system_error": (
+        gettext_noop(
+            "the payer is sent to the cancellation URL with a system-error JWT; no webhook"
+        ),
+        None,
+    ),
+    "status_string": (
+        gettext_noop('payment_status is "success" / "failed" instead of true / false'),
+        None,
+    ),
 }
 
 #: Faults offered as checkboxes on the funnel page.
@@ -89,6 +105,11 @@ def serialize(faults: dict[str, float | None]) -> str:
     return ",".join(
         name if value is None else f"{name}={value:g}" for name, value in faults.items()
     )
+
+
+def fault_help(name: str) -> str:
+    """What fault ``name`` does, in the active language."""
+    return gettext(FAULTS[name][0])
 
 
 def from_names(names: Iterable[str]) -> str:

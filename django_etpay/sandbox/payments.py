@@ -118,6 +118,21 @@ def mint_system_error_jwt(session: SandboxSession) -> str:
     return jwt.encode(claims, session.token, algorithm="HS256")
 
 
+def final_result(session: SandboxSession) -> tuple[str, str]:
+    """A finished session's result JWT (minted again) and the shop URL it goes to.
+
+    Approved: a success JWT for ``completed_url``; rejected or cancelled: a failure JWT for
+    ``cancellation_url``; system error: the system-error JWT for ``cancellation_url``. The
+    shop records a repeat as a duplicate, so showing it again changes nothing there.
+    """
+    if session.status == SandboxSession.Status.SYSTEM_ERROR:
+        return mint_system_error_jwt(session), session.cancellation_url
+    approved = session.status == SandboxSession.Status.APPROVED
+    as_string = "status_string" in session.faults.split(",")
+    token = mint_payment_jwt(session, approved=approved, as_string=as_string)
+    return token, session.completed_url if approved else session.cancellation_url
+
+
 def status_entry(session: SandboxSession, *, as_string: bool) -> dict[str, Any]:
     """One item of the status query's reply."""
     entry = payment_claims(

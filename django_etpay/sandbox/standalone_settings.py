@@ -6,7 +6,8 @@ its command-line flags:
 - ``ETPAY_SANDBOX_MERCHANT_CODE`` / ``ETPAY_SANDBOX_MERCHANT_API_TOKEN``: the credentials the
   sandbox accepts (the shop's ``ETPAY["MERCHANT_CODE"]`` / ``ETPAY["MERCHANT_API_TOKEN"]``);
 - ``ETPAY_SANDBOX_BASE_URL``: where it listens, e.g. ``http://127.0.0.1:8765``;
-- ``ETPAY_SANDBOX_DATABASE``: its SQLite file.
+- ``ETPAY_SANDBOX_DATABASE``: its SQLite file;
+- ``ETPAY_SANDBOX_LANGUAGE``: the funnel's language, ``en`` (default) or ``es``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ DATABASES = {
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# The funnel's texts live in django_etpay's catalog; that app is not installed here.
+LOCALE_PATHS = [str(Path(__file__).resolve().parent.parent / "locale")]
+USE_I18N = True
+LANGUAGE_CODE = os.environ.get("ETPAY_SANDBOX_LANGUAGE", "en")
 
 _base_url = os.environ.get("ETPAY_SANDBOX_BASE_URL", "http://127.0.0.1:8765")
 ETPAY = {

@@ -10,6 +10,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,6 +28,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
+from django.utils.translation import gettext
 from django.views import View
 from django.views.decorators.cache import never_cache
 from django.views.decorators.clickjacking import xframe_options_exempt
@@ -284,6 +286,15 @@ def _frame_headers(response: HttpResponse, session: SandboxSession) -> HttpRespo
     return response
 
 
+@dataclass(frozen=True)
+class _Typed:
+    """What the payer typed, kept when the funnel form is shown again with an error."""
+
+    rut: str | None = None
+    bank: str = ""
+    faults: list[str] = field(default_factory=list)
+
+
 @method_decorator(
     [csrf_exempt, _login_not_required, never_cache, xframe_options_exempt], name="dispatch"
 )
@@ -292,7 +303,13 @@ class FunnelView(View):
     """``GET /session/<token>``: pick a bank, then approve or reject (``POST`` to the same URL).
 
     The unguessable session token in the URL is the payer's only credential, as in ETpay's
-    funnel; there is no cookie to protect, hence no CSRF token.
+    funnel; there is no cookie to protect, hence no CSRF token. ``action=cancel`` is the
+    payer giving up: a failed result, sent to ``payment_cancellation_url``. A finished
+    session shows its result again, with the way back to the shop.
+
+    The RUT is required from a person (an empty field is refused and the page keeps what was
+    typed); a scripted POST that leaves the ``rut`` field out entirely pays as the sandbox's
+    test RUT 11.111.111-1.
     """
 
     http_method_names = ["get", "post"]
@@ -302,23 +319,41 @@ class FunnelView(View):
     def get(self, request: HttpRequest, token: str) -> HttpResponse:
         session = _get_session(token)
         if session.status != SandboxSession.Status.PENDING:
-            return self._result(request, session, jwt="", next_url="")
+            return self._finished(request, session)
         return _frame_headers(render(request, self.template_name, self._context(session)), session)
 
-    def _context(self, session: SandboxSession, error: str = "") -> dict[str, Any]:
+    def _context(
+        self,
+        session: SandboxSession,
+        error: str = "",
+        *,
+        typed_rut: str | None = None,
+        chosen_bank: str = "",
+        chosen_faults: list[str] | None = None,
+    ) -> dict[str, Any]:
         shown = [entry for entry in session.metadata if entry.get("show") is True]
         banks = [(code, payments.bank_name(code)) for code in validators.CHILE_BANK_CODES]
+        if typed_rut is not None and not session.is_rut_block:
+            rut = typed_rut
+        else:
+            rut = validators.format_rut(session.user_rut) if session.user_rut else ""
         return {
             "session": session,
             "amount": _format_clp(session.order_amount),
             "metadata": shown,
             "banks": banks,
+            "chosen_bank": chosen_bank if chosen_bank in validators.CHILE_BANK_CODES else "",
             "preselected_bank": session.user_bank_code,
             "preselected_bank_name": payments.bank_name(session.user_bank_code),
-            "rut": validators.format_rut(session.user_rut) if session.user_rut else "",
+            "rut": rut,
             "rut_locked": session.is_rut_block,
-            "faults": [(name, faults_mod.FAULTS[name][0]) for name in faults_mod.FUNNEL_FAULTS],
+            "faults": [
+                (name, faults_mod.fault_help(name), name in (chosen_faults or []))
+                for name in faults_mod.FUNNEL_FAULTS
+            ],
             "session_faults": session.faults,
+            "can_cancel": bool(session.cancellation_url),
+            "origins": " ".join(payments.known_origins(session)),
             "error": error,
             "script_url": reverse("etpay_sandbox:asset", args=["funnel.js"]),
             "style_url": reverse("etpay_sandbox:asset", args=["funnel.css"]),
@@ -327,30 +362,56 @@ class FunnelView(View):
     def post(self, request: HttpRequest, token: str) -> HttpResponse:
         session = _get_session(token)
         if session.status != SandboxSession.Status.PENDING:
-            return self._result(request, session, jwt="", next_url="")
+            return self._finished(request, session)
         action = request.POST.get("action")
+        if action == "cancel":
+            return self._finish(request, session, action="cancel", bank="", rut="", extra="")
+        typed_rut = request.POST.get("rut")
+        kept = _Typed(
+            rut=typed_rut.strip() if typed_rut is not None else None,
+            bank=request.POST.get("bank", ""),
+            faults=request.POST.getlist("faults"),
+        )
         if action not in ("approve", "reject"):
-            return self._invalid(request, session, "Choose approve or reject.")
+            return self._invalid(request, session, gettext("Choose approve or reject."), kept=kept)
         bank = session.user_bank_code or request.POST.get("bank", "")
         if bank not in validators.BANK_CODES:
-            return self._invalid(request, session, "Choose your bank.")
+            return self._invalid(request, session, gettext("Choose your bank."), kept=kept)
         if session.is_rut_block:
             rut = session.user_rut
+        elif typed_rut is None:
+            # A scripted POST without the field: the shop's RUT, else the test RUT.
+            rut = session.user_rut
+        elif not typed_rut.strip():
+            return self._invalid(request, session, gettext("Enter your RUT."), kept=kept)
         else:
             try:
-                typed = request.POST.get("rut", "").strip()
-                rut = validators.rut(typed) if typed else session.user_rut
+                rut = validators.rut(typed_rut.strip())
             except ValueError as err:
-                return self._invalid(request, session, f"RUT {err}")
+                return self._invalid(
+                    request, session, gettext("RUT %(error)s") % {"error": err}, kept=kept
+                )
+        extra = faults_mod.from_names(request.POST.getlist("faults"))
+        return self._finish(request, session, action=action, bank=bank, rut=rut, extra=extra)
+
+    def _finish(
+        self,
+        request: HttpRequest,
+        session: SandboxSession,
+        *,
+        action: str,
+        bank: str,
+        rut: str,
+        extra: str,
+    ) -> HttpResponse:
         try:
-            extra = faults_mod.merge(
-                faults_mod.from_names(request.POST.getlist("faults")),
-                request.GET.get("faults"),
-            )
-            injected = faults_mod.parse(faults_mod.merge(session.faults, extra))
+            merged = faults_mod.merge(extra, request.GET.get("faults"))
+            injected = faults_mod.parse(faults_mod.merge(session.faults, merged))
         except faults_mod.FaultError as err:
             return self._invalid(request, session, str(err))
-
+        if action == "cancel":
+            # Giving up is not an ETpay system error: it is always a plain failed result.
+            injected.pop("system_error", None)
         approved = action == "approve"
         if "system_error" in injected:
             status = SandboxSession.Status.SYSTEM_ERROR
@@ -365,18 +426,29 @@ class FunnelView(View):
             ).update(
                 status=status,
                 payment_token=secrets.token_urlsafe(24),
-                user_bank=payments.bank_name(bank),
-                payer_rut=rut or payments.DEFAULT_PAYER_RUT,
+                user_bank=payments.bank_name(bank) if bank else "",
+                payer_rut=rut or ("" if action == "cancel" else payments.DEFAULT_PAYER_RUT),
                 faults=faults_mod.serialize(injected),
                 completed_at=timezone.now(),
             )
         session.refresh_from_db()
         if not changed:
-            return self._result(request, session, jwt="", next_url="")
+            return self._finished(request, session)
         return self._complete(request, session, approved=approved, injected=injected)
 
-    def _invalid(self, request: HttpRequest, session: SandboxSession, error: str) -> HttpResponse:
-        response = render(request, self.template_name, self._context(session, error), status=400)
+    def _invalid(
+        self,
+        request: HttpRequest,
+        session: SandboxSession,
+        error: str,
+        *,
+        kept: _Typed | None = None,
+    ) -> HttpResponse:
+        kept = kept or _Typed()
+        context = self._context(
+            session, error, typed_rut=kept.rut, chosen_bank=kept.bank, chosen_faults=kept.faults
+        )
+        response = render(request, self.template_name, context, status=400)
         return _frame_headers(response, session)
 
     def _complete(
@@ -402,12 +474,15 @@ class FunnelView(View):
             "Sandbox session %s %s", session.pk, "system error" if not target else session.status
         )
         next_url = payments.return_url(target, session.concat, token) if target else ""
-        framed = (
-            request.POST.get("framed") == "1" or request.headers.get("Sec-Fetch-Dest") == "iframe"
-        )
-        if next_url and not framed:
+        if next_url and not _framed(request):
             return HttpResponseRedirect(next_url, status=303)
         return self._result(request, session, jwt=token, next_url=next_url)
+
+    def _finished(self, request: HttpRequest, session: SandboxSession) -> HttpResponse:
+        """A finished session's result again, so the payer always has a way back."""
+        token, target = payments.final_result(session)
+        next_url = payments.return_url(target, session.concat, token) if target else ""
+        return self._result(request, session, jwt=token, next_url=next_url, finished=True)
 
     def _notify(
         self,
@@ -434,18 +509,40 @@ class FunnelView(View):
         payments.deliver_webhooks(session.webhook_url, payloads, delay=delay)
 
     def _result(
-        self, request: HttpRequest, session: SandboxSession, *, jwt: str, next_url: str
+        self,
+        request: HttpRequest,
+        session: SandboxSession,
+        *,
+        jwt: str,
+        next_url: str,
+        finished: bool = False,
     ) -> HttpResponse:
         context = {
             "session": session,
             "amount": _format_clp(session.order_amount),
             "jwt": jwt,
             "next_url": next_url,
+            "finished": finished,
+            "status_label": _status_label(session.status),
             "origins": " ".join(payments.known_origins(session)),
             "script_url": reverse("etpay_sandbox:asset", args=["funnel.js"]),
             "style_url": reverse("etpay_sandbox:asset", args=["funnel.css"]),
         }
         return _frame_headers(render(request, self.result_template_name, context), session)
+
+
+def _framed(request: HttpRequest) -> bool:
+    return request.POST.get("framed") == "1" or request.headers.get("Sec-Fetch-Dest") == "iframe"
+
+
+def _status_label(status: str) -> str:
+    labels: dict[str, str] = {
+        SandboxSession.Status.PENDING: gettext("Payment pending"),
+        SandboxSession.Status.APPROVED: gettext("Payment approved"),
+        SandboxSession.Status.REJECTED: gettext("Payment rejected"),
+        SandboxSession.Status.SYSTEM_ERROR: gettext("Payment interrupted by a system error"),
+    }
+    return labels.get(status, status)
 
 
 @_login_not_required

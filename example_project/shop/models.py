@@ -6,6 +6,7 @@ import secrets
 
 from django.db import models
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 
 
 def format_clp(value: int) -> str:
@@ -44,9 +45,9 @@ class Order(models.Model):
     class Status(models.TextChoices):
         """Where the order stands."""
 
-        PENDING = "pending", "Awaiting payment"
-        PAID = "paid", "Paid"
-        FAILED = "failed", "Payment failed"
+        PENDING = "pending", _("Awaiting payment")
+        PAID = "paid", _("Paid")
+        FAILED = "failed", _("Payment failed")
 
     number = models.CharField(max_length=20, unique=True, default=new_order_number)
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="orders")

@@ -78,7 +78,9 @@ class CheckoutThroughTheSandboxTests(LiveServerTestCase):
         self.addCleanup(override.disable)
         call_command("load_demo_products", stdout=StringIO())
 
-    def checkout_and_pay(self, action: str) -> tuple[requests.Session, Order, str]:
+    def checkout_and_pay(
+        self, action: str, faults: str = ""
+    ) -> tuple[requests.Session, Order, requests.Response]:
         browser = requests.Session()
         home = browser.get(f"{self.live_server_url}/", timeout=10)
         assert "Taza de cerámica" in home.text
@@ -91,21 +93,25 @@ class CheckoutThroughTheSandboxTests(LiveServerTestCase):
             },
             timeout=10,
         )
-        link = re.search(r'id="pay-with-etpay" href="([^"]+)"', pay_page.text)
+        # The widget's link is also the plain redirect: follow it as a browser without
+        # JavaScript would.
+        link = re.search(r'class="etpay-button etpay-widget__open" href="([^"]+)"', pay_page.text)
         assert link is not None, pay_page.text
         funnel = browser.get(link.group(1), timeout=10)
-        assert "ETpay sandbox - no real money" in funnel.text
+        assert "ETpay sandbox - sin dinero real" in funnel.text
         assert "Taza de cerámica" in funnel.text
         assert "$25.980" in funnel.text
         result = browser.post(
-            link.group(1), data={"bank": "cl_estado", "action": action}, timeout=10
+            link.group(1),
+            data={"bank": "cl_estado", "rut": "11.111.111-1", "action": action, "faults": faults},
+            timeout=10,
         )
         order = Order.objects.get()
-        return browser, order, result.text
+        return browser, order, result
 
     def test_approved_payment_marks_the_order_paid(self) -> None:
         _, order, page = self.checkout_and_pay("approve")
-        assert order.number in page
+        assert order.number in page.text
         wait_for(lambda: Order.objects.get(pk=order.pk).status == Order.Status.PAID, "paid")
         order.refresh_from_db()
         assert order.paid_at is not None
@@ -114,3 +120,11 @@ class CheckoutThroughTheSandboxTests(LiveServerTestCase):
     def test_rejected_payment_marks_the_order_failed(self) -> None:
         _, order, _ = self.checkout_and_pay("reject")
         wait_for(lambda: Order.objects.get(pk=order.pk).status == Order.Status.FAILED, "failed")
+
+    def test_a_system_error_ends_on_an_order_page_that_offers_to_pay_again(self) -> None:
+        _, order, page = self.checkout_and_pay("approve", faults="system_error")
+        assert page.url.endswith(order.get_absolute_url()), page.url
+        assert 'http-equiv="refresh"' not in page.text
+        assert 'id="pay-again"' in page.text
+        order.refresh_from_db()
+        assert order.status == Order.Status.PENDING

@@ -41,6 +41,8 @@ if SHOP_LOCAL_SANDBOX:
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Spanish by default (a Chilean shop), English for browsers that ask for it.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -68,7 +70,7 @@ WSGI_APPLICATION = "shopsite.wsgi.application"
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": BASE_DIR / "db.sqlite3",
+        "NAME": os.environ.get("SHOP_DATABASE") or BASE_DIR / "db.sqlite3",
         # The sandbox's webhook arrives on another thread while the payer's request runs:
         # wait for the lock rather than fail, and take it up front (Django 5.1+) so that a
         # read never has to be upgraded to a write under contention.
@@ -81,7 +83,8 @@ DATABASES = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-LANGUAGE_CODE = "en-us"
+LANGUAGE_CODE = "es"
+LANGUAGES = [("es", "Español"), ("en", "English")]
 TIME_ZONE = "America/Santiago"
 USE_I18N = True
 USE_TZ = True
@@ -100,6 +103,10 @@ ETPAY = {
     # Where django_etpay's return view sends the payer once it has checked the JWT.
     "SUCCESS_URL": "shop:payment-result",
     "FAILURE_URL": "shop:payment-result",
+    # The single-page checkout (/spa/) on the REST API: the shop's hook says what an order
+    # costs, and guests may pay (the hook accepts only orders their own browser created).
+    "API_ORDER_HOOK": "shop.api.checkout_order",
+    "API_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
 }
 
 LOGGING = {
