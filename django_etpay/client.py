@@ -43,7 +43,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ReadTimeoutError
-from urllib3.poolmanager import PoolManager
+from urllib3.poolmanager import PoolManager, ProxyManager
 from urllib3.util.retry import Retry
 
 from django_etpay import __version__, conf
@@ -158,7 +158,7 @@ class _Watchdog:
                 self._condition.notify()
 
     def pending(self) -> int:
-        """Deadlines in the heap that have neither expired nor finished (for tests)."""
+        """Deadlines of calls still in flight (for tests: it must fall back to zero)."""
         with self._condition:
             return sum(1 for item in self._heap if not item[2].finished)
 
@@ -277,8 +277,8 @@ def _use_watched_pools(manager: PoolManager, keepalive_idle: float) -> None:
 class _EtpayAdapter(HTTPAdapter):
     """HTTPAdapter whose connections honour the per-call total deadline and the idle limit.
 
-    Proxy managers (``HTTPS_PROXY``...) get the same connection classes, so the deadline
-    holds through a proxy too.
+    HTTP(S) proxy managers (``HTTPS_PROXY``...) get the same connection classes, so the
+    deadline holds through such a proxy too.
     """
 
     def __init__(self, *, keepalive_idle: float, **kwargs: Any) -> None:
@@ -292,7 +292,9 @@ class _EtpayAdapter(HTTPAdapter):
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         known = proxy in self.proxy_manager
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        if not known and isinstance(manager, PoolManager):
+        # HTTP(S) proxies only: a SOCKS manager's pools carry the SOCKS connection classes,
+        # which must stay (without them the call would bypass the proxy).
+        if not known and isinstance(manager, ProxyManager):
             _use_watched_pools(manager, self.keepalive_idle)
         return manager
 

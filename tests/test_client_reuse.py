@@ -171,6 +171,18 @@ def test_a_ca_bundle_that_does_not_exist_is_a_configuration_error(
 
 
 @pytest.mark.django_db
+def test_a_client_that_cannot_be_built_leaves_no_session_row(
+    settings: SettingsWrapper, tmp_path: Path
+) -> None:
+    point_at(settings, "https://api.etpay.test", CA_BUNDLE=str(tmp_path / "missing.pem"))
+
+    with pytest.raises(EtpayConfigurationError, match=r'ETPAY\["CA_BUNDLE"\]'):
+        initialize_session("OC-1", 1000)
+
+    assert not PaymentSession.objects.exists()
+
+
+@pytest.mark.django_db
 def test_initialize_session_and_reconcile_session_use_the_shared_connection(
     settings: SettingsWrapper, servers: httpfakes.Servers
 ) -> None:
