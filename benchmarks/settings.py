@@ -28,3 +28,14 @@ ETPAY = {
         }
     },
 }
+ROOT_URLCONF = "benchmarks.urls"
+
+# Whether each commit waits for its WAL flush (PostgreSQL's default, "on"). The benchmark
+# command sets "off" unless asked otherwise: on a shared virtual disk a flush takes from one
+# to tens of milliseconds, which would drown what the library itself costs. Floor and app make
+# the same number of commits either way.
+_synchronous_commit = os.environ.get("ETPAY_BENCH_SYNCHRONOUS_COMMIT", "on")
+if _synchronous_commit != "on":
+    DATABASES["default"]["OPTIONS"] = {  # noqa: F405
+        "options": f"-c synchronous_commit={_synchronous_commit}"
+    }

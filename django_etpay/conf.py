@@ -35,6 +35,16 @@ DEFAULTS: dict[str, Any] = {
     "MAX_RESPONSE_BYTES": 1024 * 1024,
     # Automatic retries, only for calls whose connection never opened (nothing was sent).
     "CONNECT_RETRIES": 2,
+    # Path of a CA bundle (file or directory) that ETpay's TLS certificate must chain to; None
+    # uses requests' default (certifi, or REQUESTS_CA_BUNDLE). Verification is never disabled.
+    "CA_BUNDLE": None,
+    # Kept-alive connections to ETpay per merchant account and process: at least the number of
+    # threads that call ETpay at once (more are opened when needed, then closed after use).
+    "POOL_SIZE": 10,
+    # Seconds a kept-alive connection may sit idle and still be reused. Older ones are closed
+    # and a new one opened, so that a request is not written onto a connection the server is
+    # about to close (ETpay does not publish its idle limit; 5 s is a common server default).
+    "KEEPALIVE_IDLE": 4.0,
     # Optional extra merchant accounts: alias -> {MERCHANT_CODE, MERCHANT_API_TOKEN, API_URL,
     # PMT_URL[, ENVIRONMENT]}.
     "MERCHANTS": {},

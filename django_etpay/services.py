@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from django_etpay import conf, outbox, signals, tokens, validators
-from django_etpay.client import EtpayClient
+from django_etpay.client import get_client
 from django_etpay.exceptions import (
     EtpayAPIError,
     EtpayConfigurationError,
@@ -147,6 +147,9 @@ def initialize_session(
     row must survive an exception that rolls your transaction back.
     """
     merchant_config = conf.get_merchant(merchant)
+    # The shared client of this account (kept-alive connections); obtained before the row is
+    # created, so that a configuration error leaves nothing behind.
+    client = get_client(merchant)
     urls = {
         "payment_completed_url": payment_completed_url,
         "payment_cancellation_url": payment_cancellation_url,
@@ -204,12 +207,11 @@ def initialize_session(
         "concat": concat,
     }
     try:
-        with EtpayClient(merchant) as client:
-            reply = client.initialize_session(
-                merchant_order_id=session.merchant_order_id,
-                order_amount=session.order_amount,
-                **optional,
-            )
+        reply = client.initialize_session(
+            merchant_order_id=session.merchant_order_id,
+            order_amount=session.order_amount,
+            **optional,
+        )
     except EtpayAPIError as err:
         _mark_error(session, str(err), err.code, outcome_unknown=err.outcome_unknown)
         err.session_id = session.pk
@@ -746,8 +748,9 @@ def reconcile_session(session: PaymentSession) -> list[Notification]:
     """
     if not session.token:
         return []
-    with EtpayClient(session.merchant or None) as client:
-        entries = client.check_payment_status(session_token=session.token)
+    entries = get_client(session.merchant or None).check_payment_status(
+        session_token=session.token
+    )
     notifications: list[Notification] = []
     learned = False
     for entry in entries:
