@@ -32,7 +32,7 @@ from django_etpay.exceptions import (
     EtpayConnectionError,
     EtpayTimeoutError,
 )
-from django_etpay.models import PaymentSession
+from django_etpay.models import Notification, PaymentSession
 from django_etpay.services import initialize_session, reconcile_session
 from tests import httpfakes
 from tests.factories import make_session
@@ -193,8 +193,10 @@ def test_initialize_session_and_reconcile_session_use_the_shared_connection(
     for n in range(5):
         session = initialize_session(f"OC-{n}", 1000)
         assert session.status == PaymentSession.Status.PENDING
-    # The reply of check_payment_status is an object naming no session: nothing to apply.
-    assert reconcile_session(make_session()) == []
+    # The reply of check_payment_status is an object naming no session: nothing to apply,
+    # only the trace that ETpay knows nothing of it.
+    [trace] = reconcile_session(make_session())
+    assert trace.reason == Notification.Reason.UNKNOWN_TO_ETPAY
 
     assert len(server.requests) == 6
     assert server.connections == 1
