@@ -1,37 +1,70 @@
-"""Django admin for ETpay sessions and notifications.
+"""Django admin for ETpay sessions, notifications and completion effects.
 
-Everything ETpay sent is read-only, ``signature_token`` appears in no list, form or search, and
-notifications are view-only (the log is append-only). No URL parameter may filter on the key
-either: :class:`SecretLookupGuard` refuses such lookups with a 400 before they reach a query,
-and the model field refuses them again (:mod:`django_etpay.fields`) for any other admin.
+A session page is evidence: everything is read-only, nothing can be added, saved or deleted,
+``signature_token`` appears in no list, form or search, and the payer's RUT and account are
+shown only to users with the ``django_etpay.view_payer_data`` permission. No URL parameter may
+filter on the key either: :class:`SecretLookupGuard` refuses such lookups with a 400 before they
+reach a query, and the model field refuses them again (:mod:`django_etpay.fields`) for any other
+admin. Staff act through
+two actions (ask ETpay for the status, expire pending sessions), each behind its own
+permission.
+
+The lists stay fast at millions of rows: no unbounded ``COUNT`` (the paginator counts up to
+:attr:`CappedCountPaginator.limit` rows and says "1000+" beyond), no date hierarchy (its
+``SELECT DISTINCT`` over dates reads the whole table), filters whose choices come from
+settings instead of ``SELECT DISTINCT``, exact searches that indexes answer, and indexes for
+every filter (see the model's ``Meta.indexes``).
 """
 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.core.paginator import Paginator
+from django.db import connection
+from django.db.models import Q, QuerySet
 from django.db.models.constants import LOOKUP_SEP
+from django.db.models.expressions import RawSQL
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from django_etpay.exceptions import EtpayConfigurationError, EtpayError
-from django_etpay.models import Notification, PaymentSession
+from django_etpay import conf, operations, outbox
+from django_etpay.exceptions import EtpayConfigurationError
+from django_etpay.models import Notification, OutboxEffect, PaymentSession
+from django_etpay.money import format_amount
 
 if TYPE_CHECKING:
     # The admin classes are generic only for type checkers; Django's are not subscriptable.
     _SessionAdminBase = admin.ModelAdmin[PaymentSession]
     _NotificationAdminBase = admin.ModelAdmin[Notification]
+    _EffectAdminBase = admin.ModelAdmin[OutboxEffect]
     _NotificationInlineBase = admin.TabularInline[Notification, PaymentSession]
+    _EffectInlineBase = admin.TabularInline[OutboxEffect, PaymentSession]
 else:
-    _SessionAdminBase = _NotificationAdminBase = admin.ModelAdmin
-    _NotificationInlineBase = admin.TabularInline
+    _SessionAdminBase = _NotificationAdminBase = _EffectAdminBase = admin.ModelAdmin
+    _NotificationInlineBase = _EffectInlineBase = admin.TabularInline
+
+#: The permission that shows the payer's RUT and account (and raw bodies, which carry them).
+PAYER_DATA_PERMISSION = "django_etpay.view_payer_data"
+
+#: Claims that identify the payer; redacted for users without :data:`PAYER_DATA_PERMISSION`.
+PERSONAL_CLAIMS = ("user_rut", "user_account", "user_bank", "customer_email")
+
+#: Sessions one admin action may ask ETpay about (each is an HTTP call, made while staff wait).
+MAX_ACTION_SESSIONS = 100
+
+Status = PaymentSession.Status
+Outcome = Notification.Outcome
 
 
 #: The fields no admin URL parameter may name, on the model or through a relation.
@@ -56,6 +89,152 @@ class SecretLookupGuard:
         return bool(parent.lookup_allowed(lookup, value, request))
 
 
+class _AtLeast(int):
+    """A count that was capped: compares as the cap, prints as "1000+"."""
+
+    def __str__(self) -> str:
+        return f"{int(self)}+"
+
+
+class CappedCountPaginator(Paginator):  # type: ignore[type-arg]
+    """Counts at most :attr:`limit` + 1 rows (``SELECT COUNT(*) FROM (... LIMIT n)``).
+
+    Django's paginator counts the whole filtered table on every page view, which reads
+    millions of rows. Past the limit the count shows as "1000+" and the last page is the
+    limit's; filters and searches narrow further.
+    """
+
+    limit = 1_000
+
+    @cached_property
+    def count(self) -> int:
+        object_list: Any = self.object_list  # the admin always paginates a QuerySet
+        counted = object_list.order_by()[: self.limit + 1].count()
+        return _AtLeast(self.limit) if counted > self.limit else counted
+
+
+def _short_datetime(value: Any) -> str:
+    """A compact local date and time ("11/29/2026 4:13 p.m."), so that lists fit in 1280 px."""
+    if value is None:
+        return "-"
+    return str(date_format(timezone.localtime(value), "SHORT_DATETIME_FORMAT"))
+
+
+def _can_see_payer_data(request: HttpRequest) -> bool:
+    return bool(request.user.has_perm(PAYER_DATA_PERMISSION))
+
+
+def _outcome_label(notification: Notification) -> str:
+    """What happened to a result, in words: a system error is not a "Duplicate"."""
+    if notification.outcome == Outcome.REJECTED:
+        reason = notification.get_reason_display() or _("no reason")
+        return str(_("Rejected: %(reason)s") % {"reason": reason})
+    if notification.outcome == Outcome.DUPLICATE and notification.reason:
+        return str(notification.get_reason_display())
+    return str(notification.get_outcome_display())
+
+
+def _session_link(admin_site: str, session: PaymentSession | None) -> SafeString | str:
+    if session is None:
+        return "-"
+    url = reverse(f"{admin_site}:django_etpay_paymentsession_change", args=[session.pk])
+    return format_html('<a href="{}">{}</a>', url, session.merchant_order_id)
+
+
+# -- filters ----------------------------------------------------------------------------------
+
+
+class NeedsAttentionFilter(admin.SimpleListFilter):
+    """Sessions staff should look at: pending past ``SESSION_TTL``, flagged for
+    reconciliation, or with a result rejected within :attr:`REJECTED_WITHIN`.
+
+    Rejections older than that are history (the notification list still filters them): a
+    problem that needs attention is a current one, and so the set stays as small as the
+    shop's recent trouble however long its history grows.
+    """
+
+    title = _("needs attention")
+    parameter_name = "attention"
+
+    #: How recent a rejected result must be to call for attention.
+    REJECTED_WITHIN = timedelta(days=7)
+
+    #: Sessions looked up by id; beyond this the filter uses a subquery.
+    MAX_IDS = 20_000
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [
+            ("yes", _("Needs attention")),
+            ("overdue", _("Pending past the TTL")),
+            ("flagged", _("Flagged for reconciliation")),
+            ("rejected", _("Rejected results in the past 7 days")),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if not value:
+            return queryset
+        now = timezone.now()
+        cutoff = now - conf.get_duration("SESSION_TTL")
+        overdue = PaymentSession.objects.filter(status=Status.PENDING, created_at__lt=cutoff)
+        flagged = PaymentSession.objects.filter(needs_reconciliation=True)
+        rejected = Notification.objects.filter(
+            outcome=Outcome.REJECTED,
+            created_at__gte=now - self.REJECTED_WITHIN,
+            session__isnull=False,
+        )
+        if value == "overdue":
+            return queryset.filter(status=Status.PENDING, created_at__lt=cutoff)
+        if value == "flagged":
+            return queryset.filter(needs_reconciliation=True)
+        ids: QuerySet[Any, Any]
+        if value == "rejected":
+            ids = rejected.order_by().values("session_id")
+        else:
+            # One id list from three indexed queries: an OR of the three conditions (one a
+            # subquery) would make PostgreSQL read every session.
+            ids = (
+                overdue.order_by()
+                .values("pk")
+                .union(flagged.order_by().values("pk"), rejected.order_by().values("session_id"))
+                .order_by()
+            )
+        # Fetched first, as a list: with the subquery inline, PostgreSQL cannot tell how few
+        # ids it yields (pending sessions past the TTL are rare, but it estimates them from the
+        # whole table) and reads every session instead of looking the ids up.
+        found = [next(iter(row.values())) for row in ids[: self.MAX_IDS + 1]]
+        if len(found) > self.MAX_IDS:
+            return queryset.filter(pk__in=ids)  # still right, only slower
+        if connection.vendor == "postgresql":
+            # One array parameter: thousands of literals cost more to build and plan than to
+            # run.
+            return queryset.filter(pk__in=RawSQL("SELECT unnest(%s::bigint[])", (found,)))
+        return queryset.filter(pk__in=found)
+
+
+class MerchantFilter(admin.SimpleListFilter):
+    """Merchant accounts from ``ETPAY["MERCHANTS"]`` (no ``SELECT DISTINCT`` over sessions);
+    hidden when only the default account exists."""
+
+    title = _("merchant account")
+    parameter_name = "merchant"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        aliases = conf.merchant_aliases()
+        if not aliases:
+            return []
+        return [("-", _("Default account")), *((alias, alias) for alias in aliases)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value is None:
+            return queryset
+        return queryset.filter(merchant="" if value == "-" else value)
+
+
+# -- inlines ----------------------------------------------------------------------------------
+
+
 class NotificationInline(_NotificationInlineBase):
     """The results that reached a session, newest first, read-only."""
 
@@ -63,9 +242,29 @@ class NotificationInline(_NotificationInlineBase):
     extra = 0
     can_delete = False
     show_change_link = True
-    fields = ("created_at", "channel", "outcome", "reason", "result", "status_after")
+    fields = ("created_at", "channel", "outcome_label", "result", "status_change", "detail")
     readonly_fields = fields
-    ordering = ("-created_at",)
+    ordering = ("-created_at", "-id")
+    verbose_name_plural = _("results received (latest 50)")
+
+    #: Results shown on a session page; all of them are one click away (``all_results``).
+    MAX_SHOWN = 50
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Notification]:
+        # A replayed result is stored every time, so one session may hold thousands: show the
+        # latest ones. The formset filters by session afterwards, hence the id subquery.
+        queryset = super().get_queryset(request)
+        match = request.resolver_match
+        session_id = match.kwargs.get("object_id") if match else None
+        if session_id is None:
+            return queryset
+        latest = (
+            Notification.objects.filter(session_id=session_id)
+            .order_by("-created_at", "-id")
+            .values_list("pk", flat=True)[: self.MAX_SHOWN]
+        )
+        # A list, not a subquery: some databases refuse LIMIT inside IN (...).
+        return queryset.filter(pk__in=list(latest))
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -73,77 +272,133 @@ class NotificationInline(_NotificationInlineBase):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description=_("outcome"))
+    def outcome_label(self, obj: Notification) -> str:
+        return _outcome_label(obj)
+
+    @admin.display(description=_("status"))
+    def status_change(self, obj: Notification) -> str:
+        if obj.status_before == obj.status_after:
+            return obj.status_after or "-"
+        return f"{obj.status_before} → {obj.status_after}"
+
+
+class EffectInline(_EffectInlineBase):
+    """Whether the shop's receivers heard of each state change."""
+
+    model = OutboxEffect
+    extra = 0
+    can_delete = False
+    fields = ("created_at", "kind", "state", "attempts", "delivered_at", "last_error")
+    readonly_fields = fields
+    ordering = ("created_at", "id")
+    verbose_name_plural = _("signals to the shop")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+# -- sessions ---------------------------------------------------------------------------------
+
 
 @admin.register(PaymentSession)
 class PaymentSessionAdmin(SecretLookupGuard, _SessionAdminBase):
     """Sessions are created by ``initialize_session`` and changed only by verified results."""
 
-    list_display = (
-        "id",
-        "merchant_order_id",
-        "amount_display",
+    list_display = ("merchant_order_id", "amount_display", "status_display", "created_display")
+    list_display_links = ("merchant_order_id",)
+    list_filter = (
         "status",
-        "environment",
-        "merchant",
+        NeedsAttentionFilter,
         "needs_reconciliation",
-        "created_at",
-        "paid_at",
+        "outcome_unknown",
+        "environment",
+        MerchantFilter,
+        ("created_at", admin.DateFieldListFilter),
     )
-    list_filter = ("status", "environment", "merchant", "needs_reconciliation", "outcome_unknown")
-    search_fields = ("=merchant_order_id", "=token", "=payment_token", "customer_email")
-    date_hierarchy = "created_at"
-    ordering = ("-created_at",)
-    actions = ("reconcile_selected",)
-    inlines = (NotificationInline,)
-    fieldsets = (
-        (
-            _("Order"),
-            {
-                "fields": (
-                    "merchant_order_id",
-                    "amount_display",
-                    "currency",
-                    "metadata",
-                    "merchant",
-                    "environment",
-                )
-            },
-        ),
-        (
-            _("Payer"),
-            {
-                "fields": (
-                    "customer_email",
-                    "user_bank_code",
-                    "user_rut",
-                    "is_rut_block",
-                    "payer_bank",
-                    "payer_account",
-                    "payer_rut",
-                )
-            },
-        ),
-        (
-            _("ETpay data"),
-            {
-                "fields": (
-                    "status",
-                    "token",
-                    "payment_url_link",
-                    "payment_token",
-                    "terms_url",
-                    "payment_completed_url",
-                    "payment_cancellation_url",
-                    "payment_webhook_url",
-                )
-            },
-        ),
-        (
-            _("Problems"),
-            {"fields": ("error", "error_code", "outcome_unknown", "needs_reconciliation")},
-        ),
-        (_("Timestamps"), {"fields": ("created_at", "updated_at", "paid_at", "completed_at")}),
+    # Exact lookups on indexed columns, e-mail case-insensitively on its UPPER() index: a
+    # "contains" search reads every row.
+    search_fields = (
+        "merchant_order_id__exact",
+        "token__exact",
+        "payment_token__exact",
+        "customer_email__iexact",
     )
+    search_help_text = _("Exact order id, session token, payment token or payer e-mail.")
+    ordering = ("-created_at", "-id")
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    list_per_page = 50
+    actions = ("reconcile_selected", "expire_selected")
+    inlines = (NotificationInline, EffectInline)
+
+    class Media:
+        css = {"all": ("django_etpay/admin.css",)}
+
+    _PAYER_FIELDS = ("user_rut", "payer_rut", "payer_account")
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        payer: tuple[str, ...] = ("customer_email", "user_bank_code", "payer_bank")
+        if _can_see_payer_data(request):
+            payer += ("user_rut", "is_rut_block", "payer_rut", "payer_account")
+        else:
+            payer += ("payer_data_hidden",)
+        return (
+            (
+                _("Order"),
+                {
+                    "fields": (
+                        "merchant_order_id",
+                        "amount_display",
+                        "metadata",
+                        "account_display",
+                        "environment",
+                    )
+                },
+            ),
+            (_("Payer"), {"fields": payer}),
+            (_("Results"), {"fields": ("all_results",)}),
+            (
+                _("ETpay data"),
+                {
+                    "fields": (
+                        "status",
+                        "token",
+                        "payment_url_link",
+                        "payment_token",
+                        "terms_url",
+                        "payment_completed_url",
+                        "payment_cancellation_url",
+                        "payment_webhook_url",
+                    )
+                },
+            ),
+            (
+                _("Problems"),
+                {
+                    "fields": (
+                        "error",
+                        "error_code",
+                        "outcome_unknown",
+                        "needs_reconciliation",
+                        "last_checked_at",
+                    )
+                },
+            ),
+            (
+                _("Timestamps"),
+                {"fields": ("created_at", "updated_at", "paid_at", "completed_at", "purged_at")},
+            ),
+        )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[PaymentSession]:
         # The admin never needs the key: it is not even loaded.
@@ -151,15 +406,70 @@ class PaymentSessionAdmin(SecretLookupGuard, _SessionAdminBase):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         # Every displayed field is read-only; signature_token is not editable and not listed.
-        return [str(name) for _title, options in self.fieldsets for name in options["fields"]]
+        return [
+            str(name)
+            for _title, options in self.get_fieldsets(request, obj)
+            for name in options["fields"]
+        ]
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        # The account column only where there is more than one account.
+        if conf.merchant_aliases():
+            return (*self.list_display, "account_display")
+        return self.list_display
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # A session only exists if ETpay was asked for it: initialize_session creates rows.
         return False
 
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Evidence is not edited: the page is view-only for everyone (no Save button).
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Nor deleted (this also removes "Delete selected"); etpay_purge removes personal data.
+        return False
+
+    def has_reconcile_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("django_etpay.reconcile_paymentsession"))
+
+    def has_expire_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("django_etpay.expire_paymentsession"))
+
     @admin.display(description=_("amount"), ordering="order_amount")
     def amount_display(self, obj: PaymentSession) -> str:
-        return f"{obj.order_amount:,}".replace(",", ".") + f" {obj.currency}"
+        return format_amount(int(obj.order_amount), obj.currency)
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_display(self, obj: PaymentSession) -> SafeString | str:
+        flags = []
+        if obj.needs_reconciliation:
+            flags.append(str(_("to reconcile")))
+        if obj.outcome_unknown:
+            flags.append(str(_("outcome unknown")))
+        label = str(obj.get_status_display())
+        if not flags:
+            return label
+        return format_html("{}<br><small>{}</small>", label, ", ".join(flags))
+
+    @admin.display(description=_("created"), ordering="created_at")
+    def created_display(self, obj: PaymentSession) -> str:
+        return _short_datetime(obj.created_at)
+
+    @admin.display(description=_("account"), ordering="merchant")
+    def account_display(self, obj: PaymentSession) -> str:
+        return obj.merchant or str(_("default"))
+
+    @admin.display(description=_("payer RUT and account"))
+    def payer_data_hidden(self, obj: PaymentSession) -> str:
+        return str(_("Hidden: needs the permission “Can view payer personal data”."))
+
+    @admin.display(description=_("all results"))
+    def all_results(self, obj: PaymentSession) -> SafeString | str:
+        url = reverse(f"{self.admin_site.name}:django_etpay_notification_changelist")
+        return format_html(
+            '<a href="{}?session={}">{}</a>', url, obj.pk, _("Every result of this session")
+        )
 
     @admin.display(description=_("payment URL"))
     def payment_url_link(self, obj: PaymentSession) -> SafeString | str:
@@ -169,29 +479,80 @@ class PaymentSessionAdmin(SecretLookupGuard, _SessionAdminBase):
             return "-"
         return format_html('<a href="{}" rel="noopener">{}</a>', url, url) if url else "-"
 
-    @admin.action(description=_("Ask ETpay for the current status of the selected sessions"))
-    def reconcile_selected(self, request: HttpRequest, queryset: QuerySet[PaymentSession]) -> None:
-        from django_etpay.services import reconcile_session
-
-        checked = failed = 0
-        for session in queryset.exclude(token=None):
-            try:
-                reconcile_session(session)
-            except EtpayError as err:
-                failed += 1
-                self.message_user(
-                    request,
-                    _("Session %(pk)s: %(error)s") % {"pk": session.pk, "error": err},
-                    messages.WARNING,
-                )
-            else:
-                checked += 1
+    def _too_many(self, request: HttpRequest, queryset: QuerySet[PaymentSession]) -> bool:
+        if queryset.order_by()[: MAX_ACTION_SESSIONS + 1].count() <= MAX_ACTION_SESSIONS:
+            return False
         self.message_user(
             request,
-            ngettext("Checked %d session with ETpay.", "Checked %d sessions with ETpay.", checked)
-            % checked,
-            messages.SUCCESS if not failed else messages.WARNING,
+            _(
+                "Select at most %(max)d sessions; use manage.py etpay_reconcile or the "
+                "reconcile task for more."
+            )
+            % {"max": MAX_ACTION_SESSIONS},
+            messages.ERROR,
         )
+        return True
+
+    @admin.action(
+        description=_("Ask ETpay for the current status of the selected sessions"),
+        permissions=["reconcile"],
+    )
+    def reconcile_selected(self, request: HttpRequest, queryset: QuerySet[PaymentSession]) -> None:
+        if self._too_many(request, queryset):
+            return
+        sessions = list(queryset.order_by("pk"))
+        with_token = [session for session in sessions if session.token]
+        summary = operations.reconcile_many(with_token)
+        failed = summary.counts[operations.Outcome.ERROR]
+        self.message_user(
+            request,
+            summary.describe(include_zero=False),
+            messages.WARNING if failed else messages.SUCCESS,
+        )
+        for error in summary.errors:
+            self.message_user(request, _("Session %(error)s") % {"error": error}, messages.WARNING)
+        skipped = len(sessions) - len(with_token)
+        if skipped:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d session has no ETpay token (ETpay never created it); skipped.",
+                    "%(count)d sessions have no ETpay token (ETpay never created them); skipped.",
+                    skipped,
+                )
+                % {"count": skipped},
+                messages.WARNING,
+            )
+
+    @admin.action(description=_("Expire the selected pending sessions"), permissions=["expire"])
+    def expire_selected(self, request: HttpRequest, queryset: QuerySet[PaymentSession]) -> None:
+        from django_etpay.services import expire_sessions
+
+        if self._too_many(request, queryset):
+            return
+        pks = list(queryset.values_list("pk", flat=True))
+        expired = expire_sessions(timedelta(0), ids=pks)
+        self.message_user(
+            request,
+            ngettext("Expired %(count)d session.", "Expired %(count)d sessions.", expired)
+            % {"count": expired},
+            messages.SUCCESS if expired else messages.WARNING,
+        )
+        if len(pks) > expired:
+            left = len(pks) - expired
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d selected session was not pending and was left as it is.",
+                    "%(count)d selected sessions were not pending and were left as they are.",
+                    left,
+                )
+                % {"count": left},
+                messages.WARNING,
+            )
+
+
+# -- notifications ----------------------------------------------------------------------------
 
 
 @admin.register(Notification)
@@ -199,34 +560,150 @@ class NotificationAdmin(SecretLookupGuard, _NotificationAdminBase):
     """View-only: the notification log is append-only."""
 
     list_display = (
-        "id",
-        "created_at",
+        "received_display",
         "channel",
-        "outcome",
-        "reason",
+        "outcome_label",
         "result",
-        "session_link",
-        "remote_addr",
+        "session_display",
+        "amount_display",
     )
-    list_filter = ("outcome", "channel", "reason", "result")
-    search_fields = ("=payment_token", "=session__merchant_order_id", "=session__token")
-    date_hierarchy = "created_at"
+    list_filter = ("outcome", "channel", "reason", ("created_at", admin.DateFieldListFilter))
+    search_help_text = _("Exact payment token, or a session's order id or session token.")
+    search_fields = ("payment_token__exact",)  # widened in get_search_results
     list_select_related = ("session",)
+    ordering = ("-created_at", "-id")
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    list_per_page = 50
+
+    class Media:
+        css = {"all": ("django_etpay/admin.css",)}
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        evidence: tuple[str, ...] = ("claims_pretty", "raw_body", "raw_body_truncated")
+        if not _can_see_payer_data(request):
+            evidence = ("claims_redacted", "raw_body_hidden")
+        return (
+            "created_at",
+            "session_display",
+            "channel",
+            "outcome_label",
+            "outcome",
+            "reason",
+            "detail",
+            "result",
+            "status_before",
+            "status_after",
+            "payment_token",
+            "remote_addr",
+            *evidence,
+            "purged_at",
+        )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.get_fields(request, obj)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Notification], search_term: str
+    ) -> tuple[QuerySet[Notification], bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        sessions = (
+            PaymentSession.objects.filter(
+                Q(merchant_order_id=term) | Q(token=term) | Q(payment_token=term)
+            )
+            .order_by()
+            .values("pk")
+        )
+        # Two indexed queries joined by id: an OR across the two tables reads both in full.
+        by_token = Notification.objects.filter(payment_token=term).order_by().values("pk")
+        by_session = Notification.objects.filter(session__in=sessions).order_by().values("pk")
+        return queryset.filter(pk__in=by_token.union(by_session).order_by()), False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description=_("outcome"), ordering="outcome")
+    def outcome_label(self, obj: Notification) -> str:
+        return _outcome_label(obj)
+
+    @admin.display(description=_("received"), ordering="created_at")
+    def received_display(self, obj: Notification) -> SafeString | str:
+        url = reverse(f"{self.admin_site.name}:django_etpay_notification_change", args=[obj.pk])
+        return format_html('<a href="{}">{}</a>', url, _short_datetime(obj.created_at))
+
+    @admin.display(description=_("session"), ordering="session")
+    def session_display(self, obj: Notification) -> SafeString | str:
+        return _session_link(self.admin_site.name, obj.session)
+
+    @admin.display(description=_("amount"))
+    def amount_display(self, obj: Notification) -> str:
+        session = obj.session
+        if session is None:
+            return "-"
+        return format_amount(int(session.order_amount), session.currency)
+
+    @admin.display(description=_("claims"))
+    def claims_pretty(self, obj: Notification) -> SafeString | str:
+        if obj.claims is None:
+            return "-"
+        return format_html(
+            "<pre>{}</pre>", json.dumps(obj.claims, indent=2, sort_keys=True, ensure_ascii=False)
+        )
+
+    @admin.display(description=_("claims"))
+    def claims_redacted(self, obj: Notification) -> SafeString | str:
+        if obj.claims is None:
+            return "-"
+        hidden = str(_("(hidden: needs the permission to view payer data)"))
+        shown = {
+            key: hidden if key in PERSONAL_CLAIMS else value for key, value in obj.claims.items()
+        }
+        return format_html(
+            "<pre>{}</pre>", json.dumps(shown, indent=2, sort_keys=True, ensure_ascii=False)
+        )
+
+    @admin.display(description=_("raw body"))
+    def raw_body_hidden(self, obj: Notification) -> str:
+        return str(_("Hidden: the raw body carries the payer's data."))
+
+
+# -- completion effects -----------------------------------------------------------------------
+
+
+@admin.register(OutboxEffect)
+class OutboxEffectAdmin(SecretLookupGuard, _EffectAdminBase):
+    """Whether each state change reached the shop's receivers; "deliver again" after a fix."""
+
+    list_display = ("created_display", "kind", "session_display", "state_display")
+    list_filter = ("state", "kind")
+    list_select_related = ("session",)
+
+    class Media:
+        css = {"all": ("django_etpay/admin.css",)}
+
+    ordering = ("-created_at", "-id")
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    actions = ("deliver_again",)
     fields = (
         "created_at",
-        "session_link",
-        "channel",
-        "outcome",
-        "reason",
-        "detail",
-        "result",
-        "status_before",
-        "status_after",
-        "payment_token",
-        "remote_addr",
-        "claims_pretty",
-        "raw_body",
-        "raw_body_truncated",
+        "kind",
+        "session_display",
+        "notification",
+        "previous_status",
+        "state",
+        "attempts",
+        "lease_until",
+        "delivered_at",
+        "last_error",
     )
     readonly_fields = fields
 
@@ -239,17 +716,40 @@ class NotificationAdmin(SecretLookupGuard, _NotificationAdminBase):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.display(description=_("session"), ordering="session")
-    def session_link(self, obj: Notification) -> SafeString | str:
-        if obj.session_id is None:
-            return "-"
-        url = reverse(
-            f"{self.admin_site.name}:django_etpay_paymentsession_change", args=[obj.session_id]
-        )
-        return format_html('<a href="{}">{}</a>', url, obj.session)
+    def has_redeliver_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("django_etpay.change_outboxeffect"))
 
-    @admin.display(description=_("claims"))
-    def claims_pretty(self, obj: Notification) -> SafeString | str:
-        if obj.claims is None:
-            return "-"
-        return format_html("<pre>{}</pre>", json.dumps(obj.claims, indent=2, sort_keys=True))
+    @admin.display(description=_("session"), ordering="session")
+    def session_display(self, obj: OutboxEffect) -> SafeString | str:
+        return _session_link(self.admin_site.name, obj.session)
+
+    @admin.display(description=_("created"), ordering="created_at")
+    def created_display(self, obj: OutboxEffect) -> SafeString | str:
+        url = reverse(f"{self.admin_site.name}:django_etpay_outboxeffect_change", args=[obj.pk])
+        return format_html('<a href="{}">{}</a>', url, _short_datetime(obj.created_at))
+
+    @admin.display(description=_("state"), ordering="state")
+    def state_display(self, obj: OutboxEffect) -> str:
+        return str(
+            ngettext(
+                "%(state)s (%(count)d attempt)", "%(state)s (%(count)d attempts)", obj.attempts
+            )
+            % {"state": obj.get_state_display(), "count": obj.attempts}
+        )
+
+    @admin.action(
+        description=_("Deliver the selected effects again (after fixing a receiver)"),
+        permissions=["redeliver"],
+    )
+    def deliver_again(self, request: HttpRequest, queryset: QuerySet[OutboxEffect]) -> None:
+        count = outbox.redeliver(queryset.exclude(state=OutboxEffect.State.DONE))
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)d effect will be delivered by the next reconcile run.",
+                "%(count)d effects will be delivered by the next reconcile run.",
+                count,
+            )
+            % {"count": count},
+            messages.SUCCESS,
+        )

@@ -13,6 +13,7 @@ Ids are stable; a retired id is listed here and never reused.
 - ``django_etpay.W003``: a ``SIGNATURE_KEYS`` secret is shorter than 32 characters.
 - ``django_etpay.W004``: a ModelAdmin names ``signature_token`` (list, filter, search, ordering,
   fields): the field refuses every lookup, and no admin page should show it.
+- ``django_etpay.E101``-``E103``, ``W101``: the REST API (see :mod:`django_etpay.api.checks`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def register() -> None:
     checks.register(check_settings, checks.Tags.security)
     checks.register(check_sandbox, checks.Tags.security, checks.Tags.urls)
     checks.register(check_admin_secrets, checks.Tags.admin)
+    from django_etpay.api.checks import check_api
+
+    checks.register(check_api, checks.Tags.security, checks.Tags.urls)
 
 
 def _accounts(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

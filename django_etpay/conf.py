@@ -35,6 +35,16 @@ DEFAULTS: dict[str, Any] = {
     "MAX_RESPONSE_BYTES": 1024 * 1024,
     # Automatic retries, only for calls whose connection never opened (nothing was sent).
     "CONNECT_RETRIES": 2,
+    # Path of a CA bundle (file or directory) that ETpay's TLS certificate must chain to; None
+    # uses requests' default (certifi, or REQUESTS_CA_BUNDLE). Verification is never disabled.
+    "CA_BUNDLE": None,
+    # Kept-alive connections to ETpay per merchant account and process: at least the number of
+    # threads that call ETpay at once (more are opened when needed, then closed after use).
+    "POOL_SIZE": 10,
+    # Seconds a kept-alive connection may sit idle and still be reused. Older ones are closed
+    # and a new one opened, so that a request is not written onto a connection the server is
+    # about to close (ETpay does not publish its idle limit; 5 s is a common server default).
+    "KEEPALIVE_IDLE": 4.0,
     # Optional extra merchant accounts: alias -> {MERCHANT_CODE, MERCHANT_API_TOKEN, API_URL,
     # PMT_URL[, ENVIRONMENT]}.
     "MERCHANTS": {},
@@ -75,6 +85,46 @@ DEFAULTS: dict[str, Any] = {
     # Where the return view sends the payer; URL names or paths. None renders a template.
     "SUCCESS_URL": None,
     "FAILURE_URL": None,
+    # etpay_reconcile asks ETpay again about the same session at most this often, so that a
+    # session ETpay knows nothing of is not queried (and logged) on every run.
+    "RECONCILE_INTERVAL": timedelta(hours=1),
+    # etpay_reconcile leaves sessions older than this alone (a flag ETpay cannot resolve would
+    # otherwise be queried every RECONCILE_INTERVAL forever); they stay visible in the admin's
+    # "needs attention" filter. None asks about sessions of any age.
+    "RECONCILE_MAX_AGE": timedelta(days=30),
+    # A completion effect (payment_completed, payment_failed, session_expired) whose receivers
+    # have not all finished this long after its delivery started is delivered again by
+    # etpay_reconcile. Longer than your slowest receiver, so that a slow receiver is not
+    # delivered twice; each further retry waits twice as long (capped at a day).
+    "EFFECT_RETRY_AFTER": timedelta(minutes=10),
+    # Deliveries of one effect before giving up (the effect is then "failed" in the admin).
+    "EFFECT_MAX_ATTEMPTS": 10,
+    # Default age for etpay_purge and the purge task: raw bodies and payer personal data older
+    # than this are removed. None means the age must be given each time.
+    "PURGE_AFTER": None,
+    # -- REST API (django_etpay.api, opt-in through its own URL include) --
+    # Authentication classes of the API views (classes or dotted paths); None uses
+    # REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"].
+    "API_AUTHENTICATION_CLASSES": None,
+    # Who may call the API at all. Signed-in users only by default: guest checkouts are a
+    # deliberate choice (see docs/api.md), not an accident of configuration.
+    "API_PERMISSION_CLASSES": ("rest_framework.permissions.IsAuthenticated",),
+    # Throttles of both endpoints (classes or dotted paths); () turns throttling off.
+    "API_THROTTLE_CLASSES": ("django_etpay.api.throttling.SessionRateThrottle",),
+    # Rates per endpoint scope, per signed-in user or per client address for guests. Every
+    # creation calls ETpay, so it is the expensive one; polling is cheap but frequent.
+    "API_THROTTLE_RATES": {
+        "etpay_session_create": "10/minute",
+        "etpay_session_status": "120/minute",
+    },
+    # The shop's hook that maps a request to the order and amount to pay: a callable or its
+    # dotted path, (request, data) -> mapping of initialize_session arguments. The browser
+    # never chooses what it pays. Required by the stock create view.
+    "API_ORDER_HOOK": None,
+    # Who may see a session's status: a callable or its dotted path, (request, session) ->
+    # bool. The default shows it to the user who created it, to the browser session that
+    # created it, and to staff.
+    "API_VISIBILITY_HOOK": "django_etpay.api.permissions.can_view_session",
 }
 
 
@@ -168,3 +218,15 @@ def get_timeout() -> tuple[float, float]:
         return (float(value), float(value))
     connect, read = value
     return (float(connect), float(read))
+
+
+def get_duration(key: str) -> timedelta:
+    """A duration setting as a ``timedelta``; a plain number is read as seconds."""
+    value = get_setting(key)
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise EtpayConfigurationError(
+            f'ETPAY["{key}"] must be a timedelta or a number of seconds.'
+        )
+    return timedelta(seconds=float(value))

@@ -45,6 +45,9 @@ class EtpayAPIError(EtpayError):
 
     #: Short machine-readable reason, stored on the session row.
     code: str = "api_error"
+    #: The primary key of the ``PaymentSession`` row kept with the reason, when the error was
+    #: raised by :func:`~django_etpay.services.initialize_session` (``None`` otherwise).
+    session_id: int | None = None
 
     def __init__(
         self,

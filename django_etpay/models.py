@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
+from django.db.models.functions import Upper
 from django.utils.translation import gettext_lazy as _
 
 from django_etpay import conf
@@ -179,6 +181,19 @@ class PaymentSession(TimestampMixin):
         editable=False,
         help_text=_("Results that changed nothing stored for this session (bounded)."),
     )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+        verbose_name=_("created by"),
+        help_text=_(
+            "The signed-in user whose request created the session; empty for guests and "
+            "sessions created without a request. The REST API shows a session's status to them."
+        ),
+    )
     paid_at = models.DateTimeField(
         _("paid at"), null=True, blank=True, help_text=_("When it became paid.")
     )
@@ -188,6 +203,18 @@ class PaymentSession(TimestampMixin):
         blank=True,
         help_text=_("When a final result (paid or failed) arrived."),
     )
+    last_checked_at = models.DateTimeField(
+        _("last status query"),
+        null=True,
+        blank=True,
+        help_text=_("When etpay_reconcile last asked ETpay about this session."),
+    )
+    purged_at = models.DateTimeField(
+        _("personal data purged at"),
+        null=True,
+        blank=True,
+        help_text=_("When etpay_purge removed the payer's personal data from this session."),
+    )
 
     class Meta:
         verbose_name = _("ETpay payment session")
@@ -196,6 +223,34 @@ class PaymentSession(TimestampMixin):
         indexes = [
             models.Index(fields=["merchant_order_id"], name="etpay_session_order_idx"),
             models.Index(fields=["status", "created_at"], name="etpay_session_status_idx"),
+            # The admin's default order (newest first, pk as tie-breaker) and date filter.
+            models.Index(fields=["created_at", "id"], name="etpay_session_created_idx"),
+            models.Index(fields=["environment", "created_at"], name="etpay_session_env_idx"),
+            models.Index(fields=["merchant", "created_at"], name="etpay_session_merch_idx"),
+            # Small partial indexes: the flagged rows are few, and filters ask for exactly them.
+            models.Index(
+                fields=["created_at", "id"],
+                name="etpay_session_recon_idx",
+                condition=models.Q(needs_reconciliation=True),
+            ),
+            models.Index(
+                fields=["created_at"],
+                name="etpay_session_unknown_idx",
+                condition=models.Q(outcome_unknown=True),
+            ),
+            # The admin searches e-mails case-insensitively (iexact is UPPER() = UPPER()).
+            models.Index(Upper("customer_email"), name="etpay_session_email_idx"),
+            # etpay_purge walks the rows it has not purged yet; purged rows leave the index.
+            models.Index(
+                fields=["created_at"],
+                name="etpay_session_purge_idx",
+                condition=models.Q(purged_at__isnull=True),
+            ),
+        ]
+        permissions = [
+            ("view_payer_data", _("Can view payer personal data (RUT, account)")),
+            ("reconcile_paymentsession", _("Can ask ETpay for the status of sessions")),
+            ("expire_paymentsession", _("Can expire pending sessions")),
         ]
 
     def __str__(self) -> str:
@@ -276,6 +331,7 @@ class Notification(models.Model):
         NOT_APPLICABLE = "not_applicable", _("Does not change the status")
         INTERNAL_ERROR = "internal_error", _("Internal error")
         KEY_UNAVAILABLE = "key_unavailable", _("Signature key cannot be decrypted")
+        UNKNOWN_TO_ETPAY = "unknown_to_etpay", _("Unknown to ETpay")
 
     class Result(models.TextChoices):
         """The payment outcome the result reported."""
@@ -342,6 +398,12 @@ class Notification(models.Model):
     created_at = models.DateTimeField(
         _("received at"), auto_now_add=True, help_text=_("When it arrived.")
     )
+    purged_at = models.DateTimeField(
+        _("raw data purged at"),
+        null=True,
+        blank=True,
+        help_text=_("When etpay_purge removed the raw body and the payer's claims."),
+    )
 
     class Meta:
         verbose_name = _("ETpay notification")
@@ -350,6 +412,22 @@ class Notification(models.Model):
         indexes = [
             models.Index(fields=["session", "created_at"], name="etpay_notif_session_idx"),
             models.Index(fields=["outcome", "created_at"], name="etpay_notif_outcome_idx"),
+            # The admin's default order and each of its filters, newest first.
+            models.Index(fields=["created_at", "id"], name="etpay_notif_created_idx"),
+            models.Index(fields=["channel", "created_at"], name="etpay_notif_channel_idx"),
+            models.Index(fields=["reason", "created_at"], name="etpay_notif_reason_idx"),
+            models.Index(fields=["payment_token"], name="etpay_notif_paytoken_idx"),
+            # "Needs attention": sessions with a recent rejected result (index-only).
+            models.Index(
+                fields=["created_at", "session"],
+                name="etpay_notif_rejected_idx",
+                condition=models.Q(outcome="rejected"),
+            ),
+            models.Index(
+                fields=["created_at"],
+                name="etpay_notif_purge_idx",
+                condition=models.Q(purged_at__isnull=True),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -360,4 +438,107 @@ class Notification(models.Model):
         return (
             f"<Notification pk={self.pk} session={self.session_id} channel={self.channel} "
             f"outcome={self.outcome} reason={self.reason!r}>"
+        )
+
+
+class OutboxEffect(models.Model):
+    """A state change's signal, recorded in the transaction that made the change (an outbox).
+
+    ``payment_completed``, ``payment_failed`` and ``session_expired`` are delivered to their
+    receivers after commit by the process that made the change; the row says whether every
+    receiver finished. When that process dies first, or a receiver raises, the row stays
+    ``pending`` and :func:`django_etpay.outbox.deliver_due` (run by ``etpay_reconcile`` and the
+    reconcile task) delivers it again once ``lease_until`` has passed. Whoever delivers holds
+    the lease, so the in-process delivery and the recovery never deliver the same effect at
+    the same time. Receivers must be idempotent: a delivery cut short is delivered again.
+    """
+
+    class Kind(models.TextChoices):
+        """Which signal the effect sends."""
+
+        PAYMENT_COMPLETED = "payment_completed", _("Payment completed")
+        PAYMENT_FAILED = "payment_failed", _("Payment failed")
+        SESSION_EXPIRED = "session_expired", _("Session expired")
+
+    class State(models.TextChoices):
+        """Where the delivery stands."""
+
+        PENDING = "pending", _("Pending")
+        DONE = "done", _("Delivered")
+        FAILED = "failed", _("Gave up")
+
+    kind = models.CharField(
+        _("signal"), max_length=32, choices=Kind.choices, help_text=_("The signal to send.")
+    )
+    session = models.ForeignKey(
+        PaymentSession,
+        on_delete=models.PROTECT,
+        related_name="effects",
+        verbose_name=_("session"),
+        help_text=_("The session whose state changed."),
+    )
+    notification = models.ForeignKey(
+        Notification,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="effects",
+        verbose_name=_("notification"),
+        help_text=_("The result that made the change (none for expiry)."),
+    )
+    previous_status = models.CharField(
+        _("previous status"), max_length=16, blank=True, help_text=_("Status before the change.")
+    )
+    state = models.CharField(
+        _("state"),
+        max_length=16,
+        choices=State.choices,
+        default=State.PENDING,
+        help_text=_("Whether every receiver finished."),
+    )
+    attempts = models.PositiveIntegerField(
+        _("attempts"), default=0, help_text=_("Deliveries started so far.")
+    )
+    lease_until = models.DateTimeField(
+        _("leased until"),
+        help_text=_("Nobody but the current deliverer sends it before this moment."),
+    )
+    claim = models.CharField(
+        _("claim"),
+        max_length=32,
+        blank=True,
+        help_text=_("Identifies the delivery that holds the lease."),
+    )
+    last_error = models.TextField(
+        _("last error"), blank=True, help_text=_("Receivers that raised on the last attempt.")
+    )
+    created_at = models.DateTimeField(
+        _("created at"), auto_now_add=True, help_text=_("When the state changed.")
+    )
+    delivered_at = models.DateTimeField(
+        _("delivered at"), null=True, blank=True, help_text=_("When every receiver finished.")
+    )
+
+    class Meta:
+        verbose_name = _("ETpay effect")
+        verbose_name_plural = _("ETpay effects")
+        ordering = ["-created_at"]
+        indexes = [
+            # The recovery scan: only undelivered rows, which are few.
+            models.Index(
+                fields=["lease_until"],
+                name="etpay_effect_due_idx",
+                condition=models.Q(state="pending"),
+            ),
+            models.Index(fields=["session", "created_at"], name="etpay_effect_session_idx"),
+            models.Index(fields=["state", "created_at"], name="etpay_effect_state_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} for session {self.session_id} ({self.state})"
+
+    def __repr__(self) -> str:
+        return (
+            f"<OutboxEffect pk={self.pk} kind={self.kind} session={self.session_id} "
+            f"state={self.state} attempts={self.attempts}>"
         )

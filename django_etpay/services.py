@@ -10,7 +10,7 @@ import ipaddress
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -22,8 +22,8 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from django_etpay import conf, signals, tokens, validators
-from django_etpay.client import EtpayClient
+from django_etpay import conf, outbox, signals, tokens, validators
+from django_etpay.client import get_client
 from django_etpay.exceptions import (
     EtpayAPIError,
     EtpayConfigurationError,
@@ -31,7 +31,7 @@ from django_etpay.exceptions import (
     EtpayValidationError,
     EtpayVerificationError,
 )
-from django_etpay.models import Notification, PaymentSession
+from django_etpay.models import Notification, OutboxEffect, PaymentSession
 
 logger = logging.getLogger("django_etpay")
 
@@ -139,10 +139,19 @@ def initialize_session(
     When it is not given and a redirect URL already carries a query string, ``"&"`` is sent,
     so that ETpay's ``?...`` does not break the URL.
 
+    A signed-in ``request.user`` is stored as the session's ``created_by`` (the REST API shows
+    a session's status to the user who created it).
+
+    When the call to ETpay fails, the raised error's ``session_id`` is the primary key of the
+    row kept with the reason.
+
     Call it outside ``transaction.atomic()`` (or catch the error inside your view) if the error
     row must survive an exception that rolls your transaction back.
     """
     merchant_config = conf.get_merchant(merchant)
+    # The shared client of this account (kept-alive connections); obtained before the row is
+    # created, so that a configuration error leaves nothing behind.
+    client = get_client(merchant)
     urls = {
         "payment_completed_url": payment_completed_url,
         "payment_cancellation_url": payment_cancellation_url,
@@ -188,6 +197,7 @@ def initialize_session(
         payment_cancellation_url=urls["payment_cancellation_url"] or "",
         payment_webhook_url=urls["payment_webhook_url"] or "",
         status=PaymentSession.Status.INITIALIZING,
+        created_by=_signed_in_user(request),
     )
     optional = {
         "customer_email": cleaned.get("customer_email"),
@@ -199,14 +209,14 @@ def initialize_session(
         "concat": concat,
     }
     try:
-        with EtpayClient(merchant) as client:
-            reply = client.initialize_session(
-                merchant_order_id=session.merchant_order_id,
-                order_amount=session.order_amount,
-                **optional,
-            )
+        reply = client.initialize_session(
+            merchant_order_id=session.merchant_order_id,
+            order_amount=session.order_amount,
+            **optional,
+        )
     except EtpayAPIError as err:
         _mark_error(session, str(err), err.code, outcome_unknown=err.outcome_unknown)
+        err.session_id = session.pk
         raise
     except Exception as err:
         # Not an ETpay failure (a bug, a signal handler...): the request may have gone out.
@@ -236,9 +246,12 @@ def initialize_session(
             "storage",
             outcome_unknown=True,
         )
-        raise EtpayResponseError(
+        error = EtpayResponseError(
             "ETpay's reply to session/initialize could not be stored.", outcome_unknown=True
-        ) from None
+        )
+        error.code = "storage"  # as on the row
+        error.session_id = session.pk
+        raise error from None
     logger.info(
         "ETpay session %s created for order %s (%d %s)",
         session.pk,
@@ -250,6 +263,12 @@ def initialize_session(
         lambda: signals.session_initialized.send(sender=PaymentSession, session=session)
     )
     return session
+
+
+def _signed_in_user(request: HttpRequest | None) -> Any:
+    """The authenticated user of ``request`` (``None`` for guests and without a request)."""
+    user = getattr(request, "user", None)
+    return user if user is not None and user.is_authenticated else None
 
 
 def _mark_error(session: PaymentSession, message: str, code: str, outcome_unknown: bool) -> None:
@@ -298,6 +317,12 @@ BROWSER_CHANNELS: frozenset[str] = frozenset({Channel.REDIRECT, Channel.WIDGET})
 _TARGET_STATUS: dict[str, str] = {
     Result.SUCCESS: PaymentSession.Status.PAID,
     Result.FAILURE: PaymentSession.Status.FAILED,
+}
+
+# The completion effect (and so the signal) of each transition a result makes.
+_EFFECT_KINDS: dict[str, str] = {
+    PaymentSession.Status.PAID: OutboxEffect.Kind.PAYMENT_COMPLETED,
+    PaymentSession.Status.FAILED: OutboxEffect.Kind.PAYMENT_FAILED,
 }
 
 # Payer details ETpay reports -> (session field, its max_length).
@@ -625,9 +650,10 @@ def _apply_verified(
             session.status,
             channel,
         )
-        _send_on_commit(
-            signal,
-            sender=PaymentSession,
+        # Recorded in this transaction, delivered after commit, re-delivered if this process
+        # dies before every receiver finished (see django_etpay.outbox).
+        outbox.record(
+            _EFFECT_KINDS[session.status],
             session=session,
             notification=notification,
             previous_status=status_before,
@@ -794,16 +820,19 @@ def reconcile_session(session: PaymentSession) -> list[Notification]:
     Calls ``/merchant/check_payment_status`` by session token with the session's own merchant
     account. Each entry naming this session goes through the same cross-checks and transition
     rule as a JWT, with channel ``poll``; entries for other sessions are ignored.
-    ``needs_reconciliation`` is cleared when ETpay reported a success or failure. ``session``
-    is refreshed from the database before returning.
+    ``needs_reconciliation`` is cleared when ETpay reported a success or failure. When ETpay's
+    answer names no payment of this session, that is recorded too: one ``poll`` notification,
+    outcome ``duplicate`` (nothing changed), reason ``unknown_to_etpay``. ``session`` is
+    refreshed from the database before returning.
 
     Raises :class:`~django_etpay.exceptions.EtpayAPIError` when ETpay cannot be asked; returns
     ``[]`` for a session ETpay never gave a token.
     """
     if not session.token:
         return []
-    with EtpayClient(session.merchant or None) as client:
-        entries = client.check_payment_status(session_token=session.token)
+    entries = get_client(session.merchant or None).check_payment_status(
+        session_token=session.token
+    )
     notifications: list[Notification] = []
     learned: list[bool] = []
     for entry in entries:
@@ -823,12 +852,38 @@ def reconcile_session(session: PaymentSession) -> list[Notification]:
         learned.append(
             notification.outcome != Outcome.REJECTED and result.result in _TARGET_STATUS
         )
+    if not notifications:
+        notifications.append(_record_unknown_to_etpay(session, len(entries)))
     if any(learned):
         PaymentSession.objects.filter(pk=session.pk, needs_reconciliation=True).update(
             needs_reconciliation=False, updated_at=timezone.now()
         )
     session.refresh_from_db()
     return notifications
+
+
+def _record_unknown_to_etpay(session: PaymentSession, entries: int) -> Notification:
+    """Leave a trace of a status query that found no payment of ``session``."""
+    session.refresh_from_db(fields=["status"])
+    notification = _new_notification(
+        session=session,
+        channel=Channel.POLL,
+        outcome=Outcome.DUPLICATE,
+        reason=Reason.UNKNOWN_TO_ETPAY,
+        detail=(
+            "ETpay's status query returned no payment for this session"
+            + (f" ({entries} entries for other sessions)." if entries else ".")
+        ),
+        result=Result.UNKNOWN,
+        status_before=session.status,
+        status_after=session.status,
+        claims=None,
+        raw_body="",
+        remote_addr=None,
+    )
+    notification.save()
+    logger.info("ETpay knows no payment of session %s (status query)", session.pk)
+    return notification
 
 
 def _constant(
@@ -842,24 +897,32 @@ def _constant(
     return verify
 
 
-def expire_sessions(older_than: timedelta | None = None) -> int:
+def expire_sessions(
+    older_than: timedelta | None = None,
+    *,
+    limit: int | None = None,
+    ids: Iterable[int] | None = None,
+) -> int:
     """Mark ``pending`` sessions created more than ``older_than`` ago as ``expired``.
 
     ``older_than`` defaults to ``ETPAY["SESSION_TTL"]``. Sessions locked by a result being
     processed at that moment are skipped (the next run sees them). ``session_expired`` is
-    sent once per session after commit. A success that arrives later still marks an expired
-    session paid. Returns how many sessions were expired.
+    sent once per session after commit (through the outbox, so a crash does not lose it). A
+    success that arrives later still marks an expired session paid. ``limit`` expires at most
+    that many, oldest first, in one transaction (call again until it returns 0 to work in
+    bounded batches); ``ids`` restricts it to those sessions. Returns how many were expired.
     """
     ttl: Any = older_than if older_than is not None else conf.get_setting("SESSION_TTL")
     if not isinstance(ttl, timedelta):
         ttl = timedelta(seconds=float(ttl))
     cutoff = timezone.now() - ttl
+    candidates = PaymentSession.objects.filter(
+        status=PaymentSession.Status.PENDING, created_at__lt=cutoff
+    )
+    if ids is not None:
+        candidates = candidates.filter(pk__in=list(ids))
     with transaction.atomic():
-        sessions = list(
-            PaymentSession.objects.select_for_update(skip_locked=True)
-            .filter(status=PaymentSession.Status.PENDING, created_at__lt=cutoff)
-            .order_by("pk")
-        )
+        sessions = list(candidates.select_for_update(skip_locked=True).order_by("pk")[:limit])
         if not sessions:
             return 0
         now = timezone.now()
@@ -869,6 +932,10 @@ def expire_sessions(older_than: timedelta | None = None) -> int:
         for session in sessions:
             session.status = PaymentSession.Status.EXPIRED
             session.updated_at = now
-            _send_on_commit(signals.session_expired, sender=PaymentSession, session=session)
+        outbox.record_many(
+            OutboxEffect.Kind.SESSION_EXPIRED,
+            sessions,
+            previous_status=PaymentSession.Status.PENDING,
+        )
     logger.info("Expired %d ETpay sessions pending since before %s", len(sessions), cutoff)
     return len(sessions)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -30,12 +31,16 @@ def closed_port() -> int:
 class RawServer:
     """A TCP server on 127.0.0.1 that hands each connection to ``handler`` in its own thread."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, *, tls: ssl.SSLContext | None = None) -> None:
         self.handler = handler
+        self.tls = tls
         self.stopping = threading.Event()
         self.connections = 0
+        #: Connections whose handler has returned and whose socket this server has closed.
+        self.closed = 0
         self.requests: list[bytes] = []
         self._lock = threading.Lock()
+        self._closed_changed = threading.Condition(self._lock)
         self._threads: list[threading.Thread] = []
         self._sockets: list[socket.socket] = []
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -48,7 +53,7 @@ class RawServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> RawServer:
         self._acceptor.start()
@@ -72,11 +77,21 @@ class RawServer:
 
     def _serve(self, conn: socket.socket) -> None:
         try:
+            if self.tls is not None:
+                conn = self.tls.wrap_socket(conn, server_side=True)
             self.handler(conn, self)
         except OSError:
-            pass  # the client went away; that is what several tests provoke
+            pass  # the client went away (or refused our certificate): tests provoke both
         finally:
             conn.close()
+            with self._lock:
+                self.closed += 1
+                self._closed_changed.notify_all()
+
+    def wait_closed(self, count: int, timeout: float = 5) -> bool:
+        """Wait until ``count`` connections have ended (either side closed); False on timeout."""
+        with self._lock:
+            return self._closed_changed.wait_for(lambda: self.closed >= count, timeout)
 
     def record(self, request: bytes) -> None:
         with self._lock:
@@ -138,6 +153,20 @@ def json_server(payload: Any) -> Handler:
             conn.sendall(http_response(body))
 
     return handler
+
+
+def request_json(request: bytes) -> Any:
+    """The decoded JSON body of a request read by :func:`read_request`."""
+    return json.loads(request.partition(b"\r\n\r\n")[2])
+
+
+def echo_order(conn: socket.socket, server: RawServer) -> None:
+    """Keep-alive; answers each session/initialize with tokens made of its merchant_order_id,
+    so that concurrent callers can tell their own reply from another's."""
+    while (request := read_request(conn, server)) is not None:
+        order = request_json(request)["merchant_order_id"]
+        reply = {"token": f"tok-{order}", "signature_token": f"sig-{order}"}
+        conn.sendall(http_response(json.dumps(reply).encode()))
 
 
 def silent(conn: socket.socket, server: RawServer) -> None:
@@ -236,8 +265,8 @@ class Servers:
     def __init__(self) -> None:
         self._started: list[RawServer | FullBacklog] = []
 
-    def start(self, handler: Handler) -> RawServer:
-        server = RawServer(handler).start()
+    def start(self, handler: Handler, *, tls: ssl.SSLContext | None = None) -> RawServer:
+        server = RawServer(handler, tls=tls).start()
         self._started.append(server)
         return server
 
@@ -309,3 +338,52 @@ def sent_json(mock: Any, index: int = 0) -> dict[str, Any]:
     assert body is not None
     decoded: dict[str, Any] = json.loads(body)
     return decoded
+
+
+class StatusApiServer:
+    """ETpay's ``/merchant/check_payment_status`` on 127.0.0.1, in a thread.
+
+    ``answers`` maps a session token to the list of payments to report (``[]`` when absent);
+    ``calls`` counts the questions. For the worker test and the reconcile benchmark.
+    """
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.answers: dict[str, list[dict[str, Any]]] = {}
+        self.calls = 0
+        self._lock = threading.Lock()
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                with api._lock:
+                    api.calls += 1
+                reply = json.dumps(api.answers.get(body.get("session_token", ""), [])).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        """The ``API_URL`` to configure."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._server.shutdown()
+        self._server.server_close()

@@ -8,6 +8,7 @@ concurrency tests then skip themselves).
 from __future__ import annotations
 
 import os
+from importlib.util import find_spec
 
 SECRET_KEY = "django-etpay-tests-not-secret"  # test-only value
 DEBUG = False
@@ -60,6 +61,19 @@ else:
     from tests.postgres import database_settings
 
     DATABASES = {"default": database_settings()}
+
+# Django's Tasks framework: the immediate backend by default (django.tasks on Django 6.0+, the
+# django-tasks backport before); with django-tasks-db installed (the tox env `heavy`), also a
+# database backend "db" that a real `db_worker` process serves in tests/test_task_worker.py.
+_TASKS_MODULE = "django.tasks" if find_spec("django.tasks") else "django_tasks"
+if _TASKS_MODULE == "django_tasks" and find_spec("django_tasks"):
+    INSTALLED_APPS.append("django_tasks")
+TASKS: dict[str, dict[str, object]] = {
+    "default": {"BACKEND": f"{_TASKS_MODULE}.backends.immediate.ImmediateBackend"}
+}
+if find_spec("django_tasks_db"):
+    INSTALLED_APPS.append("django_tasks_db")
+    TASKS["db"] = {"BACKEND": "django_tasks_db.DatabaseBackend"}
 
 STATIC_URL = "/static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -18,7 +18,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from django_etpay.models import Notification, PaymentSession
+from django_etpay.models import Notification, OutboxEffect, PaymentSession
 from tests.factories import make_session, mint_jwt, signal_mocks
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -110,6 +110,10 @@ def test_same_webhook_delivered_at_once_pays_once(
     }
     accepted = Notification.objects.get(session=session, outcome=Notification.Outcome.ACCEPTED)
     assert receivers["payment_completed"].call_args.kwargs["notification"].pk == accepted.pk
+    # One outbox effect for the one transition, delivered in process.
+    [effect] = OutboxEffect.objects.filter(session=session)
+    assert (effect.kind, effect.state, effect.attempts) == ("payment_completed", "done", 1)
+    assert effect.notification_id == accepted.pk
 
 
 def test_webhook_return_and_widget_at_once_pay_once(

@@ -107,14 +107,15 @@ def test_payment_status_success_string_is_a_success(run: Run) -> None:
     assert reload(session).status == Status.PAID
 
 
-def test_accepted_notification_costs_three_queries(
+def test_accepted_notification_costs_five_queries(
     django_assert_num_queries: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
     session = make_session()
     raw = mint_jwt(session)
-    # SELECT ... FOR UPDATE, UPDATE session, INSERT notification; the test's own transaction
-    # turns the atomic block into a savepoint pair, counted here too.
-    with django_assert_num_queries(5), django_capture_on_commit_callbacks(execute=True):
+    # SELECT ... FOR UPDATE, UPDATE session, INSERT notification, INSERT outbox effect, and
+    # after commit UPDATE effect (delivered); the test's own transaction turns the atomic block
+    # into a savepoint pair, counted here too.
+    with django_assert_num_queries(7), django_capture_on_commit_callbacks(execute=True):
         notification = services.process_notification(raw, channel=Channel.WEBHOOK)
     assert notification.outcome == Outcome.ACCEPTED
 
@@ -484,7 +485,7 @@ def test_failing_receiver_does_not_undo_the_payment(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_accepted_notification_costs_three_queries_in_autocommit() -> None:
+def test_accepted_notification_costs_five_queries_in_autocommit() -> None:
     session = make_session()
     raw = mint_jwt(session)
     with CaptureQueriesContext(connection) as queries:
@@ -496,8 +497,17 @@ def test_accepted_notification_costs_three_queries_in_autocommit() -> None:
         for q in queries.captured_queries
         if q["sql"].split()[0] not in ("BEGIN", "COMMIT")
     ]
-    assert [sql.split()[0] for sql in statements] == ["SELECT", "UPDATE", "INSERT"]
+    # Lock, change, record, outbox effect; after commit the effect is marked delivered.
+    assert [sql.split()[0] for sql in statements] == [
+        "SELECT",
+        "UPDATE",
+        "INSERT",
+        "INSERT",
+        "UPDATE",
+    ]
     assert "FOR UPDATE" in statements[0] or connection.vendor == "sqlite"
+    assert "etpay_outboxeffect" in statements[3]
+    assert "etpay_outboxeffect" in statements[4]
 
 
 def test_nan_and_infinity_claims_are_rejected_and_storable(run: Run) -> None:

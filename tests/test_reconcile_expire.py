@@ -108,21 +108,41 @@ def test_reconcile_ignores_other_sessions_and_keeps_the_flag_when_nothing_learne
     session = make_session(needs_reconciliation=True)
     other = make_session()
     mocked_responses.post(STATUS_URL, json=[entry_for(other)])
-    assert services.reconcile_session(session) == []
+    [notification] = services.reconcile_session(session)
+    assert (notification.channel, notification.outcome, notification.reason) == (
+        Notification.Channel.POLL,
+        Outcome.DUPLICATE,
+        Reason.UNKNOWN_TO_ETPAY,
+    )
+    assert notification.session_id == session.pk
+    assert "1 entries for other sessions" in notification.detail
     assert session.needs_reconciliation is True
     other.refresh_from_db()
     assert other.status == Status.PENDING
-    assert not Notification.objects.exists()
+    assert not Notification.objects.filter(session=other).exists()
 
 
-def test_reconcile_with_empty_answer_changes_nothing(
-    mocked_responses: responses_lib.RequestsMock,
+def test_reconcile_with_empty_answer_records_that_etpay_knows_nothing(
+    mocked_responses: responses_lib.RequestsMock, receivers: dict[str, mock.MagicMock]
 ) -> None:
     session = make_session(needs_reconciliation=True)
     mocked_responses.post(STATUS_URL, json=[])
-    assert services.reconcile_session(session) == []
+    [notification] = services.reconcile_session(session)
+    assert notification.pk is not None
+    assert (notification.channel, notification.outcome, notification.reason) == (
+        Notification.Channel.POLL,
+        Outcome.DUPLICATE,
+        Reason.UNKNOWN_TO_ETPAY,
+    )
+    assert notification.result == Notification.Result.UNKNOWN
+    assert (notification.status_before, notification.status_after) == (
+        Status.PENDING,
+        Status.PENDING,
+    )
     assert session.status == Status.PENDING
     assert session.needs_reconciliation is True
+    for receiver in receivers.values():
+        receiver.assert_not_called()
 
 
 def test_reconcile_of_a_paid_session_clears_the_flag(

@@ -325,11 +325,14 @@ def test_migration_encrypts_existing_keys_counts_rows_and_reverses() -> None:
 
         executor = MigrationExecutor(connection)
         executor.migrate(after)
-        session = PaymentSession.objects.get(pk=row.pk)
+        new_session = executor.loader.project_state(after).apps.get_model(
+            "django_etpay", "PaymentSession"
+        )
+        session = new_session.objects.get(pk=row.pk)
         assert stored(session).startswith("fernet:")
         assert session.signature_token == KEY
         assert (session.stored_rejections, session.stored_duplicates) == (3, 1)
-        assert stored(PaymentSession.objects.get(pk=empty.pk)) == ""
+        assert stored(new_session.objects.get(pk=empty.pk)) == ""
 
         executor = MigrationExecutor(connection)
         executor.migrate(before)

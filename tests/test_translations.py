@@ -199,7 +199,10 @@ def test_the_admin_changelist_speaks_spanish(client: Client) -> None:
     client.force_login(user)
     page = client.get("/admin/django_etpay/paymentsession/").content.decode()
     assert "Pagos ETpay" in page
-    assert "Seleccione sesión de pago ETpay a modificar" in page
+    # Sessions are evidence: the list is for viewing, not changing.
+    assert "Seleccione sesión de pago ETpay para ver" in page
     assert "Consultar a ETpay el estado actual de las sesiones seleccionadas" in page
+    assert "Expirar las sesiones pendientes seleccionadas" in page
+    assert "Requiere atención" in page
     assert "Pagado" in page
     assert "Estado" in page  # the status column and filter

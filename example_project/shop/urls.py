@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from shop import views
+from shop import api, views
 
 app_name = "shop"
 
@@ -14,4 +14,6 @@ urlpatterns = [
     path("orders/<str:number>/", views.order_detail, name="order"),
     path("orders/<str:number>/pay/", views.pay, name="pay"),
     path("payment-result/", views.payment_result, name="payment-result"),
+    path("spa/", api.spa, name="spa"),
+    path("spa/orders/", api.create_order, name="spa-order"),
 ]

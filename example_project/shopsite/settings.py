@@ -103,6 +103,10 @@ ETPAY = {
     # Where django_etpay's return view sends the payer once it has checked the JWT.
     "SUCCESS_URL": "shop:payment-result",
     "FAILURE_URL": "shop:payment-result",
+    # The single-page checkout (/spa/) on the REST API: the shop's hook says what an order
+    # costs, and guests may pay (the hook accepts only orders their own browser created).
+    "API_ORDER_HOOK": "shop.api.checkout_order",
+    "API_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
 }
 
 LOGGING = {

@@ -9,6 +9,7 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("etpay/", include("django_etpay.urls")),
+    path("etpay/", include("django_etpay.api.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("", include("shop.urls")),
 ]

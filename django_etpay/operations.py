@@ -1,0 +1,466 @@
+"""The operational jobs: reconcile, expire, purge.
+
+One implementation each, shared by the management commands (``etpay_reconcile``,
+``etpay_expire``, ``etpay_purge``), the tasks in :mod:`django_etpay.tasks` and the admin
+actions. Every job works in batches keyed on the primary key, so memory stays bounded however
+many rows are due, and commits as it goes, so it can be interrupted at any point and run again:
+a rerun picks up what is left and never repeats what was finished.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+from django.utils.dateparse import parse_duration as django_parse_duration
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+
+from django_etpay import conf, outbox, services
+from django_etpay.exceptions import EtpayAPIError, EtpayConfigurationError
+from django_etpay.models import Notification, PaymentSession
+
+logger = logging.getLogger("django_etpay")
+
+Status = PaymentSession.Status
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"90m"``, ``"2h"``, ``"7d"``, ``"45s"``, plain seconds, or Django's own formats
+    (``"1:30:00"``, ``"P1D"``). ``ValueError`` for anything else or a negative duration."""
+    value = text.strip().lower()
+    if not value:
+        raise ValueError("An empty duration; give one such as 30m, 2h or 7d.")
+    number, unit = value[:-1], value[-1:]
+    result: timedelta | None
+    if unit in _UNITS and number.replace(".", "", 1).isdigit():
+        result = timedelta(seconds=float(number) * _UNITS[unit])
+    elif value.replace(".", "", 1).isdigit():
+        result = timedelta(seconds=float(value))
+    else:
+        result = django_parse_duration(text.strip())
+    if result is None or result < timedelta(0):
+        raise ValueError(f"{text!r} is not a duration such as 30m, 2h or 7d.")
+    return result
+
+
+# -- reconcile --------------------------------------------------------------------------------
+
+
+class Outcome:
+    """What one status query did to one session."""
+
+    PAID = "paid"
+    FAILED = "failed"
+    UNCHANGED = "unchanged"
+    UNKNOWN = "unknown"
+    REJECTED = "rejected"
+    ERROR = "error"
+
+    ALL = (PAID, FAILED, UNCHANGED, UNKNOWN, REJECTED, ERROR)
+
+
+def _part(outcome: str, count: int) -> str:
+    if outcome == Outcome.PAID:
+        text = ngettext("%(count)d now paid", "%(count)d now paid", count)
+    elif outcome == Outcome.FAILED:
+        text = ngettext("%(count)d now failed", "%(count)d now failed", count)
+    elif outcome == Outcome.UNCHANGED:
+        text = ngettext("%(count)d unchanged", "%(count)d unchanged", count)
+    elif outcome == Outcome.UNKNOWN:
+        text = ngettext("%(count)d unknown to ETpay", "%(count)d unknown to ETpay", count)
+    elif outcome == Outcome.REJECTED:
+        text = ngettext(
+            "%(count)d answer rejected (mismatch)", "%(count)d answers rejected (mismatch)", count
+        )
+    else:
+        text = ngettext("%(count)d failed to ask", "%(count)d failed to ask", count)
+    return text % {"count": count}
+
+
+@dataclass
+class ReconcileSummary:
+    """Counts of one reconcile run, by outcome, and what the outbox recovery did."""
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(Outcome.ALL, 0))
+    effects: outbox.DeliveryReport = field(default_factory=outbox.DeliveryReport)
+    errors: list[str] = field(default_factory=list)
+    stopped: str = ""
+
+    #: Error messages kept for the report; the rest are only counted.
+    MAX_ERRORS_KEPT = 10
+
+    @property
+    def checked(self) -> int:
+        """Sessions ETpay was asked about (errors included)."""
+        return sum(self.counts.values())
+
+    def add(self, outcome: str, error: str = "") -> None:
+        """Count one session's outcome."""
+        self.counts[outcome] += 1
+        if error and len(self.errors) < self.MAX_ERRORS_KEPT:
+            self.errors.append(error)
+
+    def parts(self, *, include_zero: bool) -> list[str]:
+        """One translated phrase per outcome ("2 now paid")."""
+        always = (Outcome.PAID, Outcome.FAILED, Outcome.UNCHANGED, Outcome.UNKNOWN, Outcome.ERROR)
+        return [
+            _part(outcome, count)
+            for outcome, count in self.counts.items()
+            if count or (include_zero and outcome in always)
+        ]
+
+    def describe(self, *, include_zero: bool = True) -> str:
+        """One line for people: "Checked 5 sessions: 2 now paid, ..., 1 failed to ask."."""
+        text = ngettext(
+            "Checked %(count)d session with ETpay",
+            "Checked %(count)d sessions with ETpay",
+            self.checked,
+        ) % {"count": self.checked}
+        parts = self.parts(include_zero=include_zero)
+        if parts:
+            text += ": " + ", ".join(parts)
+        text += "."
+        effects = self.effects
+        if effects.delivered or effects.failed or effects.gave_up:
+            text += (
+                " "
+                + _(
+                    "Effects delivered again: %(delivered)d, still failing: %(failed)d, "
+                    "given up: %(gave_up)d."
+                )
+                % effects.as_dict()
+            )
+        if self.stopped:
+            text += " " + self.stopped
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (task results)."""
+        return {
+            "checked": self.checked,
+            **self.counts,
+            "effects": self.effects.as_dict(),
+            "errors": list(self.errors),
+            "stopped": self.stopped,
+        }
+
+
+def classify(notifications: Iterable[Notification]) -> str:
+    """The :class:`Outcome` of a status query, from the notifications it recorded."""
+    records = list(notifications)
+    accepted = {n.status_after for n in records if n.outcome == Notification.Outcome.ACCEPTED}
+    if Status.PAID in accepted:
+        return Outcome.PAID
+    if Status.FAILED in accepted:
+        return Outcome.FAILED
+    if any(n.reason == Notification.Reason.UNKNOWN_TO_ETPAY for n in records):
+        return Outcome.UNKNOWN
+    if any(n.outcome == Notification.Outcome.REJECTED for n in records):
+        return Outcome.REJECTED
+    return Outcome.UNCHANGED
+
+
+def reconcile_one(session: PaymentSession) -> tuple[str, str]:
+    """Ask ETpay about one session, apply the answer; return ``(outcome, error message)``.
+
+    ``last_checked_at`` is stamped when ETpay answered, so the batch job leaves the session
+    alone for ``RECONCILE_INTERVAL``; a failed call is not stamped and is retried next run.
+    """
+    try:
+        notifications = services.reconcile_session(session)
+    except (EtpayAPIError, EtpayConfigurationError) as err:
+        logger.warning("Status query for ETpay session %s failed: %s", session.pk, err)
+        return Outcome.ERROR, f"{session.pk}: {err}"
+    PaymentSession.objects.filter(pk=session.pk).update(last_checked_at=timezone.now())
+    return classify(notifications), ""
+
+
+def reconcile_many(sessions: Iterable[PaymentSession]) -> ReconcileSummary:
+    """Reconcile the given sessions one by one (the admin action); no outbox recovery."""
+    summary = ReconcileSummary()
+    for session in sessions:
+        summary.add(*reconcile_one(session))
+    return summary
+
+
+def due_sessions(
+    *,
+    older_than: timedelta | None = None,
+    max_age: timedelta | None = None,
+    merchant: str | None = None,
+    now: datetime | None = None,
+) -> QuerySet[PaymentSession]:
+    """Sessions a status query should look at now.
+
+    Those with a token that are ``pending`` for longer than ``older_than`` (default
+    ``SESSION_TTL``) or flagged ``needs_reconciliation``, that are younger than ``max_age``
+    (default ``RECONCILE_MAX_AGE``; ``timedelta(0)`` means any age) and that were not asked
+    about within ``RECONCILE_INTERVAL``. ``merchant`` restricts to one alias ("" for the
+    default account).
+    """
+    now = now or timezone.now()
+    age = older_than if older_than is not None else conf.get_duration("SESSION_TTL")
+    interval = conf.get_duration("RECONCILE_INTERVAL")
+    due = PaymentSession.objects.filter(token__isnull=False).filter(
+        Q(status=Status.PENDING, created_at__lt=now - age) | Q(needs_reconciliation=True)
+    )
+    due = due.filter(Q(last_checked_at__isnull=True) | Q(last_checked_at__lt=now - interval))
+    if max_age is None and conf.get_setting("RECONCILE_MAX_AGE") is not None:
+        max_age = conf.get_duration("RECONCILE_MAX_AGE")
+    if max_age:
+        due = due.filter(created_at__gte=now - max_age)
+    if merchant is not None:
+        due = due.filter(merchant=merchant)
+    return due
+
+
+def reconcile_due(
+    *,
+    older_than: timedelta | None = None,
+    max_age: timedelta | None = None,
+    merchant: str | None = None,
+    batch_size: int = 100,
+    limit: int | None = None,
+    max_consecutive_errors: int = 20,
+    deliver_effects: bool = True,
+    summary: ReconcileSummary | None = None,
+    progress: Callable[[ReconcileSummary], None] | None = None,
+) -> ReconcileSummary:
+    """Deliver overdue outbox effects, then reconcile every due session, in batches.
+
+    Interrupt it at any point and run it again: each session's answer is committed as it is
+    applied, and a session already asked about is not due again for ``RECONCILE_INTERVAL``.
+    Pass ``summary`` to keep the counts of an interrupted run. The run stops early after
+    ``max_consecutive_errors`` failed calls in a row (ETpay is down: no use asking for every
+    session); the summary says so.
+    """
+    summary = summary if summary is not None else ReconcileSummary()
+    if deliver_effects:
+        summary.effects = outbox.deliver_due()
+    queryset = due_sessions(older_than=older_than, max_age=max_age, merchant=merchant)
+    last_pk = 0
+    errors_in_a_row = 0
+    while limit is None or summary.checked < limit:
+        size = batch_size if limit is None else min(batch_size, limit - summary.checked)
+        batch = list(queryset.filter(pk__gt=last_pk).order_by("pk")[:size])
+        if not batch:
+            break
+        for session in batch:
+            last_pk = session.pk
+            outcome, error = reconcile_one(session)
+            summary.add(outcome, error)
+            errors_in_a_row = errors_in_a_row + 1 if outcome == Outcome.ERROR else 0
+            if progress is not None:
+                progress(summary)
+            if max_consecutive_errors and errors_in_a_row >= max_consecutive_errors:
+                summary.stopped = _(
+                    "Stopped after %(count)d failed calls in a row; the rest is left for the "
+                    "next run."
+                ) % {"count": errors_in_a_row}
+                logger.error("etpay reconcile stopped: %d failed calls in a row", errors_in_a_row)
+                return summary
+    logger.info("etpay reconcile: %s", summary.describe())
+    return summary
+
+
+# -- expire -----------------------------------------------------------------------------------
+
+
+def expirable_sessions(older_than: timedelta | None = None) -> QuerySet[PaymentSession]:
+    """Pending sessions older than ``older_than`` (default ``SESSION_TTL``)."""
+    age = older_than if older_than is not None else conf.get_duration("SESSION_TTL")
+    return PaymentSession.objects.filter(
+        status=Status.PENDING, created_at__lt=timezone.now() - age
+    )
+
+
+def expire_due(
+    *,
+    older_than: timedelta | None = None,
+    batch_size: int = 500,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Expire every pending session older than ``older_than``, one transaction per batch.
+
+    Uses :func:`~django_etpay.services.expire_sessions`; interrupting it leaves the finished
+    batches expired (with their ``session_expired`` effects) and the rest pending.
+    """
+    total = 0
+    while True:
+        expired = services.expire_sessions(older_than, limit=batch_size)
+        if not expired:
+            return total
+        total += expired
+        if progress is not None:
+            progress(total)
+
+
+# -- purge ------------------------------------------------------------------------------------
+
+#: Claims that say nothing about the payer; every other claim is dropped by a purge (an
+#: allow-list, so that a claim ETpay adds one day is not kept by mistake).
+NON_PERSONAL_CLAIMS = frozenset(
+    {
+        "session_token",
+        "merchant_code",
+        "merchant_name",
+        "merchant_order_id",
+        "merchant_amount",
+        "merchant_currency",
+        "merchant_account_bank",
+        "merchant_account_type",
+        "merchant_account",
+        "payment_token",
+        "payment_status",
+        "payment_process",
+        "payment_date",
+        "confirmated_at",
+        "system_error",
+        "code",
+        "iat",
+    }
+)
+
+#: Session fields that hold the payer's personal data.
+PERSONAL_SESSION_FIELDS = ("customer_email", "user_rut", "payer_rut", "payer_account")
+
+
+@dataclass
+class PurgeSummary:
+    """Rows a purge cleaned (or, in a dry run, would clean)."""
+
+    sessions: int = 0
+    notifications: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """JSON-ready (task results)."""
+        return {"sessions": self.sessions, "notifications": self.notifications}
+
+    def describe(self, *, dry_run: bool = False) -> str:
+        """One line for people."""
+        values = {"sessions": self.sessions, "notifications": self.notifications}
+        if dry_run:
+            return (
+                _(
+                    "Would purge personal data of %(sessions)d sessions and raw data of "
+                    "%(notifications)d notifications."
+                )
+                % values
+            )
+        return (
+            _(
+                "Purged personal data of %(sessions)d sessions and raw data of "
+                "%(notifications)d notifications."
+            )
+            % values
+        )
+
+
+def purge_age(days: int | None = None) -> timedelta:
+    """``days`` as a timedelta, else ``PURGE_AFTER``; an error when neither is set."""
+    if days is not None:
+        if days < 1:
+            raise ValueError("The purge age must be at least one day.")
+        return timedelta(days=days)
+    value = conf.get_setting("PURGE_AFTER")
+    if value is None:
+        raise EtpayConfigurationError(
+            'Give the age (--days) or set ETPAY["PURGE_AFTER"] to purge personal data.'
+        )
+    return conf.get_duration("PURGE_AFTER")
+
+
+def purgeable_sessions(cutoff: datetime) -> QuerySet[PaymentSession]:
+    """Sessions created before ``cutoff`` not purged yet; pending ones wait (a late payment
+    still writes the payer's details, so they are purged once they are settled)."""
+    return PaymentSession.objects.filter(purged_at__isnull=True, created_at__lt=cutoff).exclude(
+        status__in=[Status.INITIALIZING, Status.PENDING]
+    )
+
+
+def purgeable_notifications(cutoff: datetime) -> QuerySet[Notification]:
+    """Notifications received before ``cutoff`` not purged yet."""
+    return Notification.objects.filter(purged_at__isnull=True, created_at__lt=cutoff)
+
+
+def scrub_claims(claims: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """``claims`` without anything about the payer (see :data:`NON_PERSONAL_CLAIMS`)."""
+    if not claims:
+        return None if claims is None else {}
+    return {key: value for key, value in claims.items() if key in NON_PERSONAL_CLAIMS}
+
+
+def purge_personal_data(
+    older_than: timedelta,
+    *,
+    batch_size: int = 500,
+    dry_run: bool = False,
+    progress: Callable[[PurgeSummary], None] | None = None,
+) -> PurgeSummary:
+    """Remove raw bodies and payer personal data older than ``older_than``.
+
+    Sessions lose the payer's e-mail, RUTs and account; notifications lose their raw body,
+    their sender's address and every claim that is not in :data:`NON_PERSONAL_CLAIMS`.
+    Amounts, statuses, tokens, outcomes, reasons and timestamps stay: the audit trail is
+    intact. Each batch is one transaction and marks its rows ``purged_at``, so a run can be
+    interrupted and run again.
+    """
+    cutoff = timezone.now() - older_than
+    summary = PurgeSummary()
+    if dry_run:
+        summary.sessions = purgeable_sessions(cutoff).count()
+        summary.notifications = purgeable_notifications(cutoff).count()
+        return summary
+    last_pk = 0
+    while True:
+        pks = list(
+            purgeable_sessions(cutoff)
+            .filter(pk__gt=last_pk)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:batch_size]
+        )
+        if not pks:
+            break
+        last_pk = pks[-1]
+        summary.sessions += PaymentSession.objects.filter(pk__in=pks).update(
+            **dict.fromkeys(PERSONAL_SESSION_FIELDS, ""), purged_at=timezone.now()
+        )
+        if progress is not None:
+            progress(summary)
+    last_pk = 0
+    while True:
+        rows = list(
+            purgeable_notifications(cutoff)
+            .filter(pk__gt=last_pk)
+            .order_by("pk")
+            .only("pk", "claims")[:batch_size]
+        )
+        if not rows:
+            break
+        last_pk = rows[-1].pk
+        now = timezone.now()
+        for row in rows:
+            row.claims = scrub_claims(row.claims)
+            row.raw_body = ""
+            row.raw_body_truncated = False
+            row.remote_addr = None
+            row.purged_at = now
+        with transaction.atomic():
+            Notification.objects.bulk_update(
+                rows, ["claims", "raw_body", "raw_body_truncated", "remote_addr", "purged_at"]
+            )
+        summary.notifications += len(rows)
+        if progress is not None:
+            progress(summary)
+    logger.info("etpay purge: %s", summary.describe())
+    return summary
