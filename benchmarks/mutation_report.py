@@ -40,6 +40,11 @@ EQUIVALENT: dict[tuple[str, str], str] = {
     ("reconcile_session", "raw_body=json.dumps(entry, ensure_ascii=None),"): (
         "None is falsy: json.dumps treats ensure_ascii=None exactly as False"
     ),
+    ("_record_unknown_to_etpay", "session.refresh_from_db(fields=None)"): (
+        "reloads every field instead of the status alone, in the same single query; the "
+        "values it reloads are the ones already there, and reconcile_session reloads the "
+        "whole row again before it returns"
+    ),
     ("check_body_then_csrf", "return protected(request, **kwargs)"): (
         "no URL pattern passes positional arguments to the widget view, and post() ignores "
         "them: dropping *args changes nothing"
@@ -52,15 +57,18 @@ EQUIVALENT: dict[tuple[str, str], str] = {
 
 #: Survivors of the SQLite run that a PostgreSQL-only test kills (the run uses SQLite; each was
 #: checked by applying the mutation by hand and running the test on PostgreSQL).
+_LOCKED_TEST = (
+    "tests/test_reconcile_expire.py::test_expire_skips_a_session_locked_by_result_processing"
+)
 KILLED_ON_POSTGRESQL: dict[tuple[str, str], str] = {
     (
         "expire_sessions",
-        "PaymentSession.objects.select_for_update(skip_locked=None)",
-    ): "tests/test_reconcile_expire.py::test_expire_skips_a_session_locked_by_result_processing",
+        'sessions = list(candidates.select_for_update(skip_locked=None).order_by("pk")[:limit])',
+    ): _LOCKED_TEST,
     (
         "expire_sessions",
-        "PaymentSession.objects.select_for_update(skip_locked=False)",
-    ): "tests/test_reconcile_expire.py::test_expire_skips_a_session_locked_by_result_processing",
+        'sessions = list(candidates.select_for_update(skip_locked=False).order_by("pk")[:limit])',
+    ): _LOCKED_TEST,
 }
 
 

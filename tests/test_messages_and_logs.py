@@ -707,3 +707,44 @@ def test_reconcile_clearing_the_flag_alone_touches_updated_at(
     assert repeat.outcome == Outcome.DUPLICATE
     assert session.needs_reconciliation is False
     assert session.updated_at > long_ago
+
+
+def test_a_status_query_that_knows_no_payment_leaves_a_worded_trace(
+    mocked_responses: responses_lib.RequestsMock, logs: pytest.LogCaptureFixture
+) -> None:
+    session = make_session()
+    mocked_responses.post(STATUS_URL, json=[])
+    [trace] = services.reconcile_session(session)
+    other = make_session()
+    mocked_responses.replace(responses_lib.POST, STATUS_URL, json=[{"session_token": "x"}] * 2)
+    [trace_with_others] = services.reconcile_session(other)
+    assert (trace.outcome, trace.reason, trace.raw_body) == (
+        Outcome.DUPLICATE,
+        Reason.UNKNOWN_TO_ETPAY,
+        "",
+    )
+    assert trace.detail == "ETpay's status query returned no payment for this session."
+    assert trace_with_others.detail == (
+        "ETpay's status query returned no payment for this session (2 entries for other sessions)."
+    )
+    assert (
+        "django_etpay",
+        "INFO",
+        "ETpay knows no payment of session %s (status query)",
+        (session.pk,),
+    ) in lines(logs)
+
+
+def test_expiry_records_its_effect_with_the_previous_status() -> None:
+    from django_etpay.models import OutboxEffect
+
+    session = make_session()
+    PaymentSession.objects.filter(pk=session.pk).update(
+        created_at=timezone.now() - timedelta(hours=2)
+    )
+    assert services.expire_sessions() == 1
+    effect = OutboxEffect.objects.get(session=session)
+    assert (effect.kind, effect.previous_status) == (
+        OutboxEffect.Kind.SESSION_EXPIRED,
+        Status.PENDING,
+    )
