@@ -101,9 +101,7 @@ def test_claims_can_be_changed_and_left_out() -> None:
     assert claims["payment_status"] == "success"
     wrong_amount = process_notification(sign_result(session, merchant_amount=1), channel="webhook")
     assert wrong_amount.reason == Reason.AMOUNT_MISMATCH
-    no_amount = process_notification(
-        sign_result(session, merchant_amount=OMIT), channel="webhook"
-    )
+    no_amount = process_notification(sign_result(session, merchant_amount=OMIT), channel="webhook")
     assert no_amount.reason == Reason.INVALID_CLAIMS
     string_status = process_notification(
         sign_result(session, payment_status="success"), channel="webhook"
