@@ -462,3 +462,22 @@ def _installed() -> FakeEtpay:
     assert transport is not None
     fake: FakeEtpay = transport.fake  # type: ignore[attr-defined]
     return fake
+
+
+def test_the_plugin_loads_before_django_is_set_up() -> None:
+    # ``-p django_etpay.testing.pytest_plugin`` imports it before pytest-django configures
+    # Django: nothing may touch the app registry at import.
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import django_etpay.testing.pytest_plugin"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr

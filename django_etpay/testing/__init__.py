@@ -34,7 +34,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 import jwt
@@ -50,7 +50,11 @@ from django_etpay import client as client_module
 from django_etpay import conf
 from django_etpay.client import CHECK_STATUS_PATH, INITIALIZE_PATH
 from django_etpay.exceptions import EtpayConfigurationError
-from django_etpay.models import PaymentSession
+
+if TYPE_CHECKING:
+    # Imported where used: this module (and its pytest plugin) may be imported before Django
+    # is set up.
+    from django_etpay.models import PaymentSession
 
 __all__ = [
     "OMIT",
@@ -319,6 +323,8 @@ class FakeEtpay:
         adopted from its own fields, so it can be paid too. ``LookupError`` for an unknown
         token.
         """
+        from django_etpay.models import PaymentSession
+
         if isinstance(session, FakeSession):
             return session
         token = session if isinstance(session, str) else session.token

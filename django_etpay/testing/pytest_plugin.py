@@ -2,23 +2,31 @@
 
     pytest_plugins = ["django_etpay.testing.pytest_plugin"]
 
-``fake_etpay`` installs a :class:`~django_etpay.testing.FakeEtpay` for one test;
-``etpay_session`` is a pending session opened through it (it needs pytest-django's database).
+or ``-p django_etpay.testing.pytest_plugin`` on the command line. ``fake_etpay`` installs a
+:class:`~django_etpay.testing.FakeEtpay` for one test; ``etpay_session`` is a pending session
+opened through it (it needs pytest-django's database).
+
+Nothing here touches Django when the plugin is loaded, so it may load before pytest-django
+has set Django up.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from django_etpay.models import PaymentSession
-from django_etpay.testing import FakeEtpay
+if TYPE_CHECKING:
+    from django_etpay.models import PaymentSession
+    from django_etpay.testing import FakeEtpay
 
 
 @pytest.fixture
 def fake_etpay() -> Iterator[FakeEtpay]:
     """A fake ETpay that answers every ETpay call of this test; no network is used."""
+    from django_etpay.testing import FakeEtpay
+
     with FakeEtpay() as etpay:
         yield etpay
 
