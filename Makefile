@@ -3,7 +3,7 @@
 PYTHON ?= python3
 TOX_VENV := .venv-tox
 
-.PHONY: test example lint messages screenshots
+.PHONY: test example lint docs messages screenshots
 
 ## Run the whole test matrix: every Django/Python pair whose Python is installed here (found
 ## on PATH, in pyenv or the usual prefixes), the heavy suites, lint and mypy; ends with a
@@ -21,6 +21,11 @@ example:
 
 lint: $(TOX_VENV)/bin/tox
 	$(TOX_VENV)/bin/tox run -e lint,type
+
+## Build the documentation site into site/ (MkDocs; warnings are errors; every link and anchor
+## is checked). For a live preview while writing: .tox/docs/bin/mkdocs serve
+docs: $(TOX_VENV)/bin/tox
+	$(TOX_VENV)/bin/tox run -e docs
 
 ## Update the translation catalogs (es, en) of the package and of the example shop from the
 ## source, then compile the .mo files that ship. Needs Django in $(PYTHON) and GNU gettext.

@@ -39,7 +39,7 @@ from typing import Any
 import requests
 from django.core.signals import setting_changed
 from django.views.decorators.debug import sensitive_variables
-from requests.adapters import HTTPAdapter
+from requests.adapters import BaseAdapter, HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ReadTimeoutError
@@ -390,6 +390,11 @@ class EtpayClient:
         session.proxies = requests.utils.get_environ_proxies(self.merchant.api_url)
         session.verify = self.verify
         session.cookies.set_policy(_NoCookies())
+        if _test_transport is not None:
+            # django_etpay.testing.FakeEtpay is installed: no call leaves the process.
+            session.mount("https://", _test_transport)
+            session.mount("http://", _test_transport)
+            return session
         adapter = _EtpayAdapter(
             keepalive_idle=self.keepalive_idle,
             max_retries=_retry_policy(self.connect_retries),
@@ -685,6 +690,24 @@ def _certificate_refused(err: BaseException) -> bool:
         pending.extend(item.args)
         pending.extend((getattr(item, "reason", None), item.__cause__, item.__context__))
     return False
+
+
+# -- a stand-in for the network, for tests ------------------------------------------------------
+
+#: While set, every client built in this process (shared or not) sends its calls through this
+#: adapter instead of the network. Only :class:`django_etpay.testing.FakeEtpay` sets it.
+_test_transport: BaseAdapter | None = None
+
+
+def _set_test_transport(adapter: BaseAdapter | None) -> None:
+    """Route every client built from now on through ``adapter`` (``None``: the network).
+
+    The shared clients are closed, so that the next :func:`get_client` builds one that uses
+    the new transport; a client built earlier and kept elsewhere keeps its own.
+    """
+    global _test_transport
+    _test_transport = adapter
+    close_clients()
 
 
 # -- one shared client per merchant account and process ------------------------------------------

@@ -103,3 +103,17 @@ def test_the_lowest_versions_env_runs_on_its_own_python() -> None:
     assert skipped == {}
     runnable, skipped = matrix.plan(["py310-lowest"], {"3.12": "/p/3.12"})
     assert (runnable, skipped) == ({}, {"py310-lowest": "no python3.10 found"})
+
+def test_every_environment_of_the_envlist_runs_when_every_python_is_there() -> None:
+    from tests.test_release import tox_envlist
+
+    envlist = tox_envlist()
+    assert {"docs", "package", "check-manifest", "lint", "type", "heavy"} <= set(envlist)
+    everything = {v: f"/p/{v}" for v in ("3.10", "3.11", "3.12", "3.13")}
+    runnable, skipped = matrix.plan(envlist, everything)
+    assert skipped == {}
+    # Environments without a Python factor run on the preferred interpreter.
+    for env in ("docs", "package", "check-manifest"):
+        assert runnable[env] == "/p/3.12"
+    only_310 = matrix.plan(envlist, {"3.10": "/p/3.10"})[0]
+    assert only_310["package"] == only_310["docs"] == "/p/3.10"

@@ -12,8 +12,6 @@ from django.conf import settings
 from django.core.management import call_command
 from django.test import LiveServerTestCase, TestCase, override_settings
 
-from django_etpay.models import PaymentSession
-from shop import receivers
 from shop.models import Order, Product
 
 
@@ -33,37 +31,6 @@ class DemoProductsTests(TestCase):
         call_command("load_demo_products", stdout=StringIO())
         assert Product.objects.count() == first
         assert first > 0
-
-
-class ReceiverTests(TestCase):
-    def setUp(self) -> None:
-        self.product = Product.objects.create(name="Mug", slug="mug", price=5000)
-        self.order = Order.objects.create(product=self.product, email="a@b.cl", amount=10000)
-
-    def session(self, **fields: object) -> PaymentSession:
-        values: dict[str, object] = {
-            "environment": "sandbox",
-            "merchant_order_id": self.order.number,
-            "order_amount": 10000,
-            "status": "paid",
-            **fields,
-        }
-        return PaymentSession.objects.create(**values)
-
-    def test_payment_marks_the_order_paid_once(self) -> None:
-        session = self.session()
-        receivers.fulfil_order(sender=PaymentSession, session=session)
-        self.order.refresh_from_db()
-        paid_at = self.order.paid_at
-        assert self.order.status == Order.Status.PAID
-        receivers.fulfil_order(sender=PaymentSession, session=session)
-        self.order.refresh_from_db()
-        assert self.order.paid_at == paid_at
-
-    def test_a_session_for_another_amount_does_not_pay_the_order(self) -> None:
-        receivers.fulfil_order(sender=PaymentSession, session=self.session(order_amount=1))
-        self.order.refresh_from_db()
-        assert self.order.status == Order.Status.PENDING
 
 
 class CheckoutThroughTheSandboxTests(LiveServerTestCase):
