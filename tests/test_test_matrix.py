@@ -104,6 +104,7 @@ def test_the_lowest_versions_env_runs_on_its_own_python() -> None:
     runnable, skipped = matrix.plan(["py310-lowest"], {"3.12": "/p/3.12"})
     assert (runnable, skipped) == ({}, {"py310-lowest": "no python3.10 found"})
 
+
 def test_every_environment_of_the_envlist_runs_when_every_python_is_there() -> None:
     from tests.test_release import tox_envlist
 
