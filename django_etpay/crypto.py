@@ -59,14 +59,14 @@ def key_secrets() -> list[str]:
                 'ETPAY["SIGNATURE_KEYS"] must be a list of secret strings, the newest first.'
             )
         return list(configured)
-    fallbacks: Any = getattr(settings, "SECRET_KEY_FALLBACKS", None) or []
-    return [str(settings.SECRET_KEY), *(str(secret) for secret in fallbacks)]
+    # Django (4.1+) always defines SECRET_KEY_FALLBACKS, empty by default.
+    return [str(settings.SECRET_KEY), *(str(secret) for secret in settings.SECRET_KEY_FALLBACKS)]
 
 
 def derive_key(secret: str) -> bytes:
     """The Fernet key (urlsafe base64 of 32 bytes) derived from one secret string."""
     raw = HKDF(algorithm=hashes.SHA256(), length=32, salt=_HKDF_SALT, info=_HKDF_INFO).derive(
-        secret.encode("utf-8", "surrogatepass")
+        secret.encode(errors="surrogatepass")
     )
     return base64.urlsafe_b64encode(raw)
 
@@ -88,45 +88,57 @@ def get_fernet() -> MultiFernet:
     return _fernet_for(secrets_in_order)
 
 
+#: The errors a stored value that no configured key opens raises in ``cryptography``.
+_UNOPENED = (InvalidToken, ValueError)
+
+
+def _fernet_token(stored: str) -> bytes:
+    """The Fernet token inside a stored value; :class:`EtpaySecretUnavailableError` if none."""
+    if not stored.startswith(PREFIX):
+        raise EtpaySecretUnavailableError("The stored value is not encrypted.")
+    # Non-ASCII text is no Fernet token: cryptography refuses it with InvalidToken.
+    return stored[len(PREFIX) :].encode(errors="surrogatepass")
+
+
 def encrypt(plaintext: str) -> str:
     """``plaintext`` encrypted with the first key, as stored: ``fernet:...``."""
-    token = get_fernet().encrypt(plaintext.encode("utf-8", "surrogatepass"))
-    return PREFIX + token.decode("ascii")
+    token = get_fernet().encrypt(plaintext.encode(errors="surrogatepass"))
+    return PREFIX + token.decode()
 
 
 def decrypt(stored: str) -> str:
     """The plain text of a stored value; :class:`EtpaySecretUnavailableError` if none opens it."""
-    if not stored.startswith(PREFIX):
-        raise EtpaySecretUnavailableError("The stored value is not encrypted.")
+    token = _fernet_token(stored)
     try:
-        plain = get_fernet().decrypt(stored[len(PREFIX) :].encode("ascii"))
-    except (InvalidToken, UnicodeError, ValueError):
+        plain = get_fernet().decrypt(token)
+    except _UNOPENED:
         raise EtpaySecretUnavailableError("No configured key decrypts the stored value.") from None
-    return plain.decode("utf-8", "surrogatepass")
+    return plain.decode(errors="surrogatepass")
 
 
 def is_current(stored: str) -> bool:
     """Whether ``stored`` is encrypted with the first (current) key."""
-    if not stored.startswith(PREFIX):
+    try:
+        token = _fernet_token(stored)
+    except EtpaySecretUnavailableError:
         return False
     get_fernet()  # the same configuration errors as everywhere else
     primary = _fernet_for((key_secrets()[0],))
     try:
-        primary.decrypt(stored[len(PREFIX) :].encode("ascii"))
-    except (InvalidToken, UnicodeError, ValueError):
+        primary.decrypt(token)
+    except _UNOPENED:
         return False
     return True
 
 
 def rotate(stored: str) -> str:
     """``stored`` re-encrypted with the first key (any configured key may open it)."""
-    if not stored.startswith(PREFIX):
-        raise EtpaySecretUnavailableError("The stored value is not encrypted.")
+    token = _fernet_token(stored)
     try:
-        token = get_fernet().rotate(stored[len(PREFIX) :].encode("ascii"))
-    except (InvalidToken, UnicodeError, ValueError):
+        rotated = get_fernet().rotate(token)
+    except _UNOPENED:
         raise EtpaySecretUnavailableError("No configured key decrypts the stored value.") from None
-    return PREFIX + token.decode("ascii")
+    return PREFIX + rotated.decode()
 
 
 class SealedSecret(str):

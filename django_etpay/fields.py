@@ -40,7 +40,7 @@ class SecretDescriptor(DeferredAttribute):
     def __get__(self, instance: Any, cls: Any = None) -> Any:
         if instance is None:
             return self
-        value = super().__get__(instance, cls)
+        value = super().__get__(instance)
         if type(value) is crypto.SealedSecret:
             value = self._reveal(instance, value)
             instance.__dict__[self.field.attname] = value
@@ -106,15 +106,19 @@ class EncryptedSecretField(models.TextField):  # type: ignore[type-arg]
         text = str(value)
         return crypto.encrypt(text) if text else ""
 
+    def _held(self, instance: models.Model) -> Any:
+        # The value as the instance holds it (sealed, revealed or newly set), read without the
+        # descriptor, so that saving and serialising never need to decrypt.
+        if self.attname in instance.__dict__:
+            return instance.__dict__[self.attname]
+        return getattr(instance, self.attname)  # deferred: the descriptor loads it
+
     def pre_save(self, model_instance: models.Model, add: bool) -> Any:
-        # The stored form as it is in the instance: saving never needs to decrypt.
-        if self.attname in model_instance.__dict__:
-            return model_instance.__dict__[self.attname]
-        return getattr(model_instance, self.attname)
+        return self._held(model_instance)
 
     def value_from_object(self, obj: models.Model) -> Any:
         # Serializers, forms and model_to_dict see the encrypted text, never the key.
-        return self.get_prep_value(self.pre_save(obj, False))
+        return self.get_prep_value(self._held(obj))
 
     def formfield(self, **kwargs: Any) -> None:
         return None

@@ -7,6 +7,7 @@ import logging
 import pickle
 from io import StringIO
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.core import serializers
@@ -26,6 +27,12 @@ pytestmark = pytest.mark.django_db
 OLD = "old-signature-secret-0123456789abcdefghijklmnopqrstuv"
 NEW = "new-signature-secret-0123456789abcdefghijklmnopqrstuv"
 KEY = "sig-at-rest-0123456789abcdef0123456789abcdef0123456789abcdef"
+#: KEY as version 0.1.0 stored it with ``SIGNATURE_KEYS = [OLD]``, and the Fernet key it derived.
+STORED_BY_0_1 = (
+    "fernet:gAAAAABrDK4EWF74R7hGwE2kOCOX7lr8FB9cqWYnkN2qzE-XYXS_z0TPrH8Wb3sziF_nnb8jzWnCShLuuyM31v"
+    "616FTWSwHHRXwUayrStyx3VvKre2EdRV5OFwHLCPPhU6xYDTq4QS1gW1gCct5GXAos5_8IGjEmVA=="
+)
+DERIVED_FROM_OLD = b"_7oDuUm2u5WmZf9IWIZ5fZQpM41eAm4euA3svjrMJ6Y="
 
 
 def stored(session: PaymentSession) -> str:
@@ -131,6 +138,100 @@ def test_keys_are_derived_not_used_as_they_are() -> None:
     assert crypto.derive_key(NEW) != key
 
 
+def test_a_value_stored_by_an_earlier_release_still_opens(settings: Any) -> None:
+    # Written once with OLD by the first release that encrypted keys. Changing how keys are
+    # derived (HKDF salt, label, length, text encoding) would make every stored key unreadable
+    # and every pending session unverifiable, and only this test would notice.
+    use_keys(settings, OLD)
+    assert crypto.decrypt(STORED_BY_0_1) == KEY
+    assert crypto.is_current(STORED_BY_0_1) is True
+    assert crypto.derive_key(OLD) == DERIVED_FROM_OLD
+
+
+def test_secrets_and_keys_with_lone_surrogates_round_trip(settings: Any) -> None:
+    # A surrogate cannot be encoded as UTF-8 in strict mode: neither a key setting nor a value
+    # that holds one may crash the hot path.
+    assert crypto.derive_key("\ud800") != crypto.derive_key("\udfff")
+    use_keys(settings, "secret-with-\ud800-surrogate")
+    sealed = crypto.encrypt("key-\udfff")
+    assert crypto.decrypt(sealed) == "key-\udfff"
+    with pytest.raises(EtpaySecretUnavailableError, match="No configured key decrypts"):
+        crypto.decrypt("fernet:\ud800")
+
+
+@pytest.mark.parametrize("call", [crypto.decrypt, crypto.rotate])
+def test_decrypt_and_rotate_name_what_is_wrong(settings: Any, call: Any) -> None:
+    use_keys(settings, OLD)
+    with pytest.raises(
+        EtpaySecretUnavailableError, match=r"^The stored value is not encrypted\.$"
+    ):
+        call(KEY)
+    sealed = crypto.encrypt(KEY)
+    use_keys(settings, NEW)
+    with pytest.raises(
+        EtpaySecretUnavailableError, match=r"^No configured key decrypts the stored value\.$"
+    ):
+        call(sealed)
+
+
+def test_is_current_is_false_for_plain_text_and_foreign_keys(settings: Any) -> None:
+    use_keys(settings, NEW, OLD)
+    assert crypto.is_current(KEY) is False
+    assert crypto.is_current("fernet:not-a-token") is False
+    assert crypto.is_current(crypto.encrypt(KEY)) is True
+    use_keys(settings, OLD)
+    sealed_with_old = crypto.encrypt(KEY)
+    use_keys(settings, NEW, OLD)
+    assert crypto.is_current(sealed_with_old) is False
+    rotated = crypto.rotate(sealed_with_old)
+    assert crypto.is_current(rotated) is True
+    assert crypto.decrypt(rotated) == KEY
+
+
+def test_secret_values_name_their_type_in_repr_and_pickle_only_sealed(settings: Any) -> None:
+    use_keys(settings, OLD)
+    sealed = crypto.SealedSecret(crypto.encrypt(KEY))
+    revealed = crypto.RevealedSecret(KEY, sealed)
+    unreadable = crypto.UnreadableSecret(sealed, EtpaySecretUnavailableError("no key"))
+    for value in (sealed, revealed, unreadable):
+        assert repr(value) == f"<{type(value).__name__}>"
+        assert KEY not in repr(value)
+        assert str(sealed) not in repr(value)
+        copy = pickle.loads(pickle.dumps(value))  # noqa: S301 - our own bytes
+        assert type(copy) is crypto.SealedSecret
+        assert str(copy) == str(sealed)
+    assert crypto.decrypt(pickle.loads(pickle.dumps(revealed))) == KEY  # noqa: S301
+
+
+def test_saving_a_loaded_row_decrypts_nothing(settings: Any) -> None:
+    session = make_session(signature_token=KEY)
+    value = stored(session)
+    loaded = PaymentSession.objects.get(pk=session.pk)
+    with mock.patch.object(crypto, "decrypt", side_effect=AssertionError("decrypted")) as spy:
+        loaded.status = PaymentSession.Status.EXPIRED
+        loaded.save()
+        row = serializers.serialize("python", [loaded])[0]
+    assert spy.call_count == 0
+    assert stored(session) == value
+    assert row["fields"]["signature_token"] == value
+
+
+def test_a_deferred_key_is_loaded_when_the_row_is_serialised() -> None:
+    session = make_session(signature_token=KEY)
+    deferred = PaymentSession.objects.defer("signature_token").get(pk=session.pk)
+    row = serializers.serialize("python", [deferred])[0]
+    assert row["fields"]["signature_token"] == stored(session)
+
+
+def test_to_python_keeps_what_is_not_stored_text() -> None:
+    field = PaymentSession._meta.get_field("signature_token")
+    assert field.to_python(None) is None
+    assert field.to_python(KEY) == KEY
+    assert type(field.to_python(KEY)) is str
+    sealed_text = crypto.encrypt(KEY)
+    assert type(field.to_python(sealed_text)) is crypto.SealedSecret
+
+
 # -- keys from settings, rotation ------------------------------------------------------------
 
 
@@ -159,14 +260,29 @@ def test_default_keys_follow_secret_key_and_its_fallbacks(settings: Any) -> None
     )
 
 
-@pytest.mark.parametrize("keys", ["one-string", [], [""], [None], 42])
+@pytest.mark.parametrize("keys", ["one-string", [], [""], [None], 42, [NEW, ""], [NEW, 7]])
 def test_bad_key_settings_raise_a_configuration_error(settings: Any, keys: Any) -> None:
     settings.ETPAY = {**settings.ETPAY, "SIGNATURE_KEYS": keys}
     if keys == []:
         # An empty list means "not set": the keys come from SECRET_KEY.
         assert crypto.encrypt("x").startswith("fernet:")
         return
-    with pytest.raises(EtpayConfigurationError):
+    with pytest.raises(
+        EtpayConfigurationError,
+        match=r'^ETPAY\["SIGNATURE_KEYS"\] must be a list of secret strings, the newest first\.$',
+    ):
+        crypto.encrypt("x")
+
+
+def test_an_empty_secret_key_fallback_is_a_configuration_error(settings: Any) -> None:
+    # Django refuses an empty SECRET_KEY itself, not an empty entry in its fallbacks.
+    settings.ETPAY = {k: v for k, v in settings.ETPAY.items() if k != "SIGNATURE_KEYS"}
+    settings.SECRET_KEY_FALLBACKS = [""]
+    with pytest.raises(
+        EtpayConfigurationError,
+        match=r'^No key to encrypt signature tokens with: set ETPAY\["SIGNATURE_KEYS"\] or '
+        r"SECRET_KEY\.$",
+    ):
         crypto.encrypt("x")
 
 
@@ -246,6 +362,22 @@ def test_unreadable_row_loads_refreshes_and_saves_unchanged(
     assert stored(session) == value
     use_keys(settings, NEW, OLD)
     assert PaymentSession.objects.get(pk=session.pk).signature_token == KEY
+
+
+def test_an_unreadable_key_is_logged_and_raised_with_the_row_and_the_settings_to_check(
+    unreadable_session: PaymentSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    session = PaymentSession.objects.get(pk=unreadable_session.pk)
+    with caplog.at_level(logging.ERROR, logger="django_etpay"):
+        key = session.signature_token
+    assert [r.getMessage() for r in caplog.records] == [
+        f"The signature_token of paymentsession {session.pk} cannot be decrypted with the "
+        "configured keys"
+    ]
+    assert str(key.error) == (
+        f"The signature_token of paymentsession {session.pk} cannot be decrypted with the "
+        'configured keys (ETPAY["SIGNATURE_KEYS"], or SECRET_KEY and SECRET_KEY_FALLBACKS).'
+    )
 
 
 def test_result_for_an_unreadable_row_is_rejected_with_its_reason(
