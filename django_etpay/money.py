@@ -6,18 +6,19 @@ from __future__ import annotations
 SYMBOLS: dict[str, str] = {"CLP": "$", "MXN": "$"}
 
 
-def format_amount(amount: int, currency: str = "CLP") -> str:
+def format_amount(amount: int, currency: str | None = None) -> str:
     """``6990`` -> ``"$6.990"``: whole pesos grouped with dots, as Chile writes them.
 
-    CLP has no minor unit, so no decimals are shown, whatever the active language. Another
-    currency keeps the same grouping and is followed by its code (``"1.500 MXN"``), because its
-    conventions are not ETpay-documented. A negative amount keeps its sign in front.
+    ``currency`` defaults to CLP (also when empty). CLP has no minor unit, so no decimals are
+    shown, whatever the active language. Another currency keeps the same grouping and is
+    followed by its code (``"1.500 MXN"``), because its conventions are not ETpay-documented. A
+    negative amount keeps its sign in front.
     """
     if isinstance(amount, bool) or not isinstance(amount, int):
         raise TypeError(f"amount must be an int of whole units, not {type(amount).__name__}")
     grouped = f"{abs(amount):,}".replace(",", ".")
     sign = "-" if amount < 0 else ""
-    code = (currency or "CLP").upper()
+    code = currency.upper() if currency else "CLP"
     if code == "CLP":
         return f"{sign}{SYMBOLS['CLP']}{grouped}"
     return f"{sign}{grouped} {code}"

@@ -25,3 +25,12 @@ def test_format_amount(amount: int, currency: str, expected: str) -> None:
 def test_format_amount_refuses_non_integers(amount: object) -> None:
     with pytest.raises(TypeError):
         format_amount(amount)  # type: ignore[arg-type]
+
+
+def test_the_default_currency_is_clp() -> None:
+    assert format_amount(6990) == "$6.990"
+
+
+def test_a_non_integer_amount_is_named_in_the_error() -> None:
+    with pytest.raises(TypeError, match=r"^amount must be an int of whole units, not float$"):
+        format_amount(6990.0)  # type: ignore[arg-type]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.utils import translation
 
 from django_etpay import validators
 from django_etpay.models import PaymentSession
@@ -269,3 +271,83 @@ def test_metadata_accepts_entries_and_stringifies_values() -> None:
 def test_metadata_rejects(value: Any, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         validators.metadata(value)
+
+
+# -- every message, word for word ----------------------------------------------------------------
+
+#: What each check says, in English: a shop shows these beside its form fields, so a change of
+#: wording is a change of the library's behaviour.
+MESSAGES = [
+    (validators.order_id, None, "must be a string of 1 to 64 characters."),
+    (validators.order_id, "x" * 65, "must be 1 to 64 characters long."),
+    (validators.order_id, " OC-1", "must not contain control characters or surrounding spaces."),
+    (
+        validators.amount,
+        6990.0,
+        "must be a positive integer number of pesos (no float, bool or str).",
+    ),
+    (validators.amount, 0, "must be greater than zero."),
+    (validators.amount, 10**19, "is too large."),
+    (validators.rut, 11111111, "must be a string such as 12.345.678-5."),
+    (validators.rut, "abc", "is not a RUT (expected a form such as 12.345.678-5)."),
+    (validators.rut, "0-0", "is not a RUT."),
+    (validators.rut, "11.111.111-2", "has a wrong check digit."),
+    (validators.email, 7, "must be an e-mail address."),
+    (validators.email, "not-an-address", "is not a valid e-mail address."),
+    (validators.http_url, 7, "must be an absolute http(s) URL."),
+    (validators.http_url, "/relative/path", "must be an absolute http(s) URL."),
+    (validators.http_url, "https://shop.example/a\x00b", "must be an absolute http(s) URL."),
+    (validators.http_url, "http://[::1", "must be an absolute http(s) URL."),
+    (validators.metadata, "a=b", "must be a list of {name, value, show} objects."),
+    (
+        validators.metadata,
+        [{"name": "a", "value": "b"}],
+        "entry 0 must have exactly the keys name, value and show.",
+    ),
+    (
+        validators.metadata,
+        [{"name": "", "value": "b", "show": True}],
+        "entry 0: name must be a non-empty string.",
+    ),
+    (
+        validators.metadata,
+        [{"name": "a", "value": None, "show": True}],
+        "entry 0: value must be a string or an integer.",
+    ),
+    (
+        validators.metadata,
+        [{"name": "a", "value": "b", "show": True}, {"name": "a\x00", "value": "b", "show": True}],
+        "entry 1: NUL and lone surrogates cannot be stored.",
+    ),
+    (
+        validators.metadata,
+        [{"name": "a", "value": "b\ud800", "show": True}],
+        "entry 0: NUL and lone surrogates cannot be stored.",
+    ),
+    (
+        validators.metadata,
+        [{"name": "a", "value": "b", "show": "yes"}],
+        "entry 0: show must be true or false.",
+    ),
+    (validators.concat, "", 'must be 1 to 8 characters, such as "&".'),
+    (validators.concat, "a b", "must not contain spaces or control characters."),
+]
+
+
+@pytest.mark.parametrize(("check", "value", "message"), MESSAGES)
+def test_each_rejection_says_why_in_these_words(check: Any, value: Any, message: str) -> None:
+    with translation.override("en"), pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        check(value)
+
+
+def test_the_url_length_message_names_the_limit() -> None:
+    limit = column_length("payment_webhook_url")
+    message = f"must be an absolute http(s) URL of at most {limit} characters."
+    with translation.override("en"), pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        validators.http_url("https://shop.example/" + "a" * limit)
+
+
+def test_concat_takes_up_to_eight_characters() -> None:
+    assert validators.concat("&" * 8) == "&" * 8
+    with pytest.raises(ValueError, match="1 to 8 characters"):
+        validators.concat("&" * 9)
