@@ -586,23 +586,50 @@ def _budgeted_insert_sql(
 ) -> tuple[str, list[Any]] | None:
     """The one-statement budgeted INSERT of ``notification`` for PostgreSQL, with its params.
 
-    Built from Django's own INSERT (same columns, same prepared values, ``created_at`` set by
-    its ``pre_save``), with each value cast to its column's type, since values in a ``SELECT``
-    list have no column to take their type from. ``None`` when Django's INSERT has a shape
-    this does not expect (then the caller uses a transaction).
+    ``None`` when Django's own INSERT has a shape this does not expect (then the caller uses a
+    transaction). The values are prepared as Django's INSERT prepares them (``pre_save``, so
+    ``created_at`` is set, then ``get_db_prep_save``).
     """
+    template = _budgeted_insert_template(connection, counter)
+    if template is None:
+        return None
+    sql, fields = template
+    params = [
+        field.get_db_prep_save(field.pre_save(notification, True), connection=connection)
+        for field in fields
+    ]
+    return sql, params
+
+
+#: (database alias, counter) -> the statement and its fields; ``None`` if Django's INSERT
+#: cannot be reused. Only SQL text derived from the models lives here, never a value.
+_BUDGETED_INSERTS: dict[tuple[str, str], tuple[str, list[Any]] | None] = {}
+
+
+def _budgeted_insert_template(connection: Any, counter: str) -> tuple[str, list[Any]] | None:
+    """``WITH taken AS (UPDATE ... counter + 1 ...) INSERT ... SELECT ... FROM taken``.
+
+    Built once per database and counter from Django's own INSERT of a notification (same
+    columns, same order), each value cast to its column's type, since values in a ``SELECT``
+    list have no column to take their type from.
+    """
+    key = (connection.alias, counter)
+    if key in _BUDGETED_INSERTS:
+        return _BUDGETED_INSERTS[key]
     from django.db.models.sql import InsertQuery
 
     meta = Notification._meta
     fields = [field for field in meta.local_concrete_fields if not field.primary_key]
     query = InsertQuery(Notification)
-    query.insert_values(fields, [notification])
+    query.insert_values(fields, [Notification()])
     compiled = query.get_compiler(connection=connection).as_sql()
-    if len(compiled) != 1:
-        return None
-    insert_sql, params = compiled[0]
-    head, separator, values = insert_sql.partition(" VALUES ")
-    if not separator or values != "(" + ", ".join(["%s"] * len(fields)) + ")":
+    head, separator, values = compiled[0][0].partition(" VALUES ")
+    if (
+        len(compiled) != 1
+        or not separator
+        or values != "(" + ", ".join(["%s"] * len(fields)) + ")"
+    ):
+        _BUDGETED_INSERTS[key] = None
         return None
     casts = []
     for field in fields:
@@ -611,8 +638,6 @@ def _budgeted_insert_sql(
     quote = connection.ops.quote_name
     table = quote(PaymentSession._meta.db_table)
     column = quote(counter)
-    # Only quoted names from the models' metadata and Django's own INSERT are interpolated;
-    # every value is a parameter.
     pk = quote(PaymentSession._meta.pk.column)
     returning = f"{quote(meta.db_table)}.{quote(meta.pk.column)}"
     sql = (
@@ -620,7 +645,8 @@ def _budgeted_insert_sql(
         f"WHERE {pk} = %s AND {column} < %s RETURNING 1) "
         f"{head} SELECT {', '.join(casts)} FROM taken RETURNING {returning}"
     )
-    return sql, list(params)
+    _BUDGETED_INSERTS[key] = (sql, fields)
+    return sql, fields
 
 
 def _apply_verified(
@@ -787,7 +813,8 @@ def _run_pipeline(
     """
     session: PaymentSession | None = None
     try:
-        session = PaymentSession.objects.filter(token=session_token).first()
+        # The token is unique: no ORDER BY to compile or sort.
+        session = next(iter(PaymentSession.objects.filter(token=session_token).order_by()), None)
         if session is None:
             raise EtpayVerificationError(
                 Reason.UNKNOWN_SESSION, "No session has the result's session_token."
@@ -804,7 +831,10 @@ def _run_pipeline(
                 locked=False,
             )
         with transaction.atomic():
-            locked = PaymentSession.objects.select_for_update().filter(pk=session.pk).first()
+            locked = next(
+                iter(PaymentSession.objects.select_for_update().filter(pk=session.pk).order_by()),
+                None,
+            )
             if locked is None:
                 raise EtpayVerificationError(
                     Reason.UNKNOWN_SESSION, "No session has the result's session_token."
