@@ -21,7 +21,6 @@ import random
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
+from tests.subprocesses import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA = Path(__file__).with_name("notification.lua")
@@ -87,18 +88,11 @@ class Load:
         self.wraps += other.wraps
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class Gunicorn:
     """gunicorn serving ``benchmarks.wsgi``; ``wrapper`` prefixes its command (a profiler)."""
 
     def __init__(self, workers: int, wrapper: list[str] | None = None) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.wrapped = bool(wrapper)
         self.process = subprocess.Popen(

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import requests
 
+from tests.subprocesses import free_port, wait_for_url
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -72,23 +74,6 @@ http {{
     }}
 }}
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_for(url: str, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        try:
-            requests.get(url, timeout=10)
-            return
-        except requests.RequestException:
-            time.sleep(0.2)
-    raise SystemExit(f"nothing answers at {url}")
 
 
 def _gunicorn(port: int, *extra: str) -> subprocess.Popen[bytes]:
@@ -205,7 +190,7 @@ def main() -> int:
     sessions = [make_session() for _ in range(3000)]
     bodies = itertools.cycle([f'{{"payment": "{mint_jwt(s)}"}}'.encode() for s in sessions])
 
-    sync_port, thread_port, nginx_port = _free_port(), _free_port(), _free_port()
+    sync_port, thread_port, nginx_port = free_port(), free_port(), free_port()
     tmp = Path(tempfile.mkdtemp(prefix="etpay-nginx-"))
     tmp.chmod(0o777)
     (tmp / "nginx.conf").write_text(
@@ -225,7 +210,7 @@ def main() -> int:
     }
     try:
         for port in deployments.values():
-            _wait_for(f"http://127.0.0.1:{port}/etpay/return/", time.monotonic() + 60)
+            wait_for_url(f"http://127.0.0.1:{port}/etpay/return/")
         print(
             f"{os.cpu_count()} cores; legitimate webhooks from one client for "
             f"{args.seconds:g} s per row; drippers send headers then 1 byte every 2 s"

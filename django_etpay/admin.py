@@ -89,6 +89,25 @@ class SecretLookupGuard:
         return bool(parent.lookup_allowed(lookup, value, request))
 
 
+class EvidenceOnly:
+    """Shows rows as evidence: nobody adds, changes or deletes them through the admin.
+
+    Sessions exist only because ETpay was asked for them (``initialize_session`` creates the
+    rows), results and effects are records of what happened. Without change permission a page
+    is view-only (no Save button); without delete permission "Delete selected" is gone too.
+    ``etpay_purge`` is how personal data leaves the database.
+    """
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 class _AtLeast(int):
     """A count that was capped: compares as the cap, prints as "1000+"."""
 
@@ -235,7 +254,7 @@ class MerchantFilter(admin.SimpleListFilter):
 # -- inlines ----------------------------------------------------------------------------------
 
 
-class NotificationInline(_NotificationInlineBase):
+class NotificationInline(EvidenceOnly, _NotificationInlineBase):
     """The results that reached a session, newest first, read-only."""
 
     model = Notification
@@ -266,15 +285,6 @@ class NotificationInline(_NotificationInlineBase):
         # A list, not a subquery: some databases refuse LIMIT inside IN (...).
         return queryset.filter(pk__in=list(latest))
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
     @admin.display(description=_("outcome"))
     def outcome_label(self, obj: Notification) -> str:
         return _outcome_label(obj)
@@ -286,7 +296,7 @@ class NotificationInline(_NotificationInlineBase):
         return f"{obj.status_before} → {obj.status_after}"
 
 
-class EffectInline(_EffectInlineBase):
+class EffectInline(EvidenceOnly, _EffectInlineBase):
     """Whether the shop's receivers heard of each state change."""
 
     model = OutboxEffect
@@ -297,21 +307,12 @@ class EffectInline(_EffectInlineBase):
     ordering = ("created_at", "id")
     verbose_name_plural = _("signals to the shop")
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 # -- sessions ---------------------------------------------------------------------------------
 
 
 @admin.register(PaymentSession)
-class PaymentSessionAdmin(SecretLookupGuard, _SessionAdminBase):
+class PaymentSessionAdmin(EvidenceOnly, SecretLookupGuard, _SessionAdminBase):
     """Sessions are created by ``initialize_session`` and changed only by verified results."""
 
     list_display = ("merchant_order_id", "amount_display", "status_display", "created_display")
@@ -417,18 +418,6 @@ class PaymentSessionAdmin(SecretLookupGuard, _SessionAdminBase):
         if conf.merchant_aliases():
             return (*self.list_display, "account_display")
         return self.list_display
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        # A session only exists if ETpay was asked for it: initialize_session creates rows.
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Evidence is not edited: the page is view-only for everyone (no Save button).
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Nor deleted (this also removes "Delete selected"); etpay_purge removes personal data.
-        return False
 
     def has_reconcile_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm("django_etpay.reconcile_paymentsession"))
@@ -556,7 +545,7 @@ class PaymentSessionAdmin(SecretLookupGuard, _SessionAdminBase):
 
 
 @admin.register(Notification)
-class NotificationAdmin(SecretLookupGuard, _NotificationAdminBase):
+class NotificationAdmin(EvidenceOnly, SecretLookupGuard, _NotificationAdminBase):
     """View-only: the notification log is append-only."""
 
     list_display = (
@@ -621,15 +610,6 @@ class NotificationAdmin(SecretLookupGuard, _NotificationAdminBase):
         by_session = Notification.objects.filter(session__in=sessions).order_by().values("pk")
         return queryset.filter(pk__in=by_token.union(by_session).order_by()), False
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
     @admin.display(description=_("outcome"), ordering="outcome")
     def outcome_label(self, obj: Notification) -> str:
         return _outcome_label(obj)
@@ -679,7 +659,7 @@ class NotificationAdmin(SecretLookupGuard, _NotificationAdminBase):
 
 
 @admin.register(OutboxEffect)
-class OutboxEffectAdmin(SecretLookupGuard, _EffectAdminBase):
+class OutboxEffectAdmin(EvidenceOnly, SecretLookupGuard, _EffectAdminBase):
     """Whether each state change reached the shop's receivers; "deliver again" after a fix."""
 
     list_display = ("created_display", "kind", "session_display", "state_display")
@@ -706,15 +686,6 @@ class OutboxEffectAdmin(SecretLookupGuard, _EffectAdminBase):
         "last_error",
     )
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_redeliver_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm("django_etpay.change_outboxeffect"))

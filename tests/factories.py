@@ -24,6 +24,23 @@ from django_etpay.models import PaymentSession
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
+#: Every spelling of ``payment_status`` ETpay may use, and what it must mean, written out here
+#: rather than read from the code under test. A success spelling is money that moved; mapping
+#: any failure spelling to success would mark unpaid orders paid.
+SUCCESS_SPELLINGS: list[Any] = [True, "success", "true"]
+FAILURE_SPELLINGS: list[Any] = [
+    False,
+    "false",
+    "failure",
+    "failed",
+    "fail",
+    "error",
+    "rejected",
+    "declined",
+    "cancelled",
+    "canceled",
+]
+
 #: A public key, as an attacker would use it for an RS256/HS256 confusion attempt.
 PUBLIC_KEY_PEM = (
     b"-----BEGIN PUBLIC KEY-----\n"

@@ -661,3 +661,39 @@ def test_session_page_shows_the_latest_results_and_links_to_all(
     listed = admin_client.get(link).context["cl"].result_list
     assert {n.session_id for n in listed} == {session.pk}
     assert len(listed) == 5
+
+
+# -- every admin of the app shows evidence only -----------------------------------------------
+
+
+@pytest.mark.parametrize("model", [PaymentSession, Notification, OutboxEffect])
+def test_no_admin_or_inline_of_the_app_adds_changes_or_deletes(
+    model: type[Any], rf: Any, admin_user: User
+) -> None:
+    from django.contrib import admin as django_admin
+
+    model_admin = django_admin.site._registry[model]
+    request = rf.get("/")
+    request.user = admin_user
+    views = [model_admin, *model_admin.get_inline_instances(request, None)]
+    for view in views:
+        assert view.has_add_permission(request, None) is False, view
+        assert view.has_change_permission(request, None) is False, view
+        assert view.has_delete_permission(request, None) is False, view
+
+
+def test_effects_are_view_only(admin_client: Client, paid_session: PaymentSession) -> None:
+    effect = OutboxEffect.objects.create(
+        session=paid_session,
+        kind=OutboxEffect.Kind.PAYMENT_COMPLETED,
+        lease_until=timezone.now(),
+    )
+    change_url = reverse("admin:django_etpay_outboxeffect_change", args=[effect.pk])
+    html = admin_client.get(change_url).content.decode()
+    assert 'name="_save"' not in html
+    assert admin_client.post(change_url, {"state": "done"}).status_code == 403
+    assert admin_client.get(reverse("admin:django_etpay_outboxeffect_add")).status_code == 403
+    delete_url = reverse("admin:django_etpay_outboxeffect_delete", args=[effect.pk])
+    assert admin_client.post(delete_url, {"post": "yes"}).status_code == 403
+    effect.refresh_from_db()
+    assert effect.state == OutboxEffect.State.PENDING

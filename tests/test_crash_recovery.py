@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from django.utils import timezone
 from django_etpay.models import OutboxEffect, PaymentSession
 from tests.factories import make_session, mint_jwt
 from tests.httpfakes import closed_port, serving
-from tests.subprocesses import ROOT, django_env
+from tests.subprocesses import ROOT, django_env, wait_until
 
 pytestmark = [
     pytest.mark.heavy,
@@ -38,14 +37,6 @@ pytestmark = [
 ]
 
 LEASE_SECONDS = 3
-
-
-def wait_for(condition: Any, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def reconcile(env: dict[str, str]) -> str:
@@ -100,7 +91,7 @@ def test_sigkill_between_commit_and_receiver_is_delivered_once_by_recovery(
         client = threading.Thread(target=deliver, daemon=True)
         client.start()
         entered = tmp_path / "entered"
-        wait_for(entered.exists, "the receiver to be entered")
+        wait_until(entered.exists, "the receiver to be entered")
         worker_pid = int(entered.read_text().split()[0])
 
         # Committed: the session is paid and its effect is recorded, not yet delivered.
@@ -121,7 +112,7 @@ def test_sigkill_between_commit_and_receiver_is_delivered_once_by_recovery(
 
     # Recovery, after the lease: a separate process, the receiver released.
     (tmp_path / "release").touch()
-    wait_for(lambda: timezone.now() > effect.lease_until, "the lease to pass")
+    wait_until(lambda: timezone.now() > effect.lease_until, "the lease to pass")
     output = reconcile(env)
     assert "Effects delivered again: 1, still failing: 0, given up: 0." in output
     lines = (tmp_path / "fulfilled").read_text().splitlines()

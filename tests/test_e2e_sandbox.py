@@ -21,20 +21,9 @@ from django_etpay import signals
 from django_etpay.exceptions import EtpayAPIError, EtpayTimeoutError
 from django_etpay.models import Notification, PaymentSession
 from django_etpay.services import initialize_session, reconcile_session
+from tests.subprocesses import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-DEADLINE = 15.0
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
-    """Poll ``condition`` until it holds; fail after ``timeout`` seconds."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"Timed out after {timeout:g} s waiting for {what}.")
 
 
 def sent(receiver: mock.Mock, times: int = 1) -> Callable[[], bool]:
@@ -101,7 +90,7 @@ def test_full_payment(base_url: str, received: dict[str, mock.Mock]) -> None:
 
     redirect = pay(session)
 
-    wait_for(sent(received["completed"]), "payment_completed after the webhook")
+    wait_until(sent(received["completed"]), "payment_completed after the webhook")
     assert status_of(session) == "paid"
     assert webhooks(session).get().outcome == Notification.Outcome.ACCEPTED
     assert session.payment_token
@@ -120,7 +109,7 @@ def test_full_payment(base_url: str, received: dict[str, mock.Mock]) -> None:
 def test_rejection_ends_failed(base_url: str, received: dict[str, mock.Mock]) -> None:
     session = start(base_url)
     redirect = pay(session, action="reject")
-    wait_for(sent(received["failed"]), "payment_failed after the webhook")
+    wait_until(sent(received["failed"]), "payment_failed after the webhook")
     assert status_of(session) == "failed"
     assert "jwt=" in redirect.headers["Location"]
     assert received["failed"].call_count == 1
@@ -130,7 +119,7 @@ def test_rejection_ends_failed(base_url: str, received: dict[str, mock.Mock]) ->
 def test_webhook_twice_completes_once(base_url: str, received: dict[str, mock.Mock]) -> None:
     session = start(base_url)
     pay(session, faults="twice")
-    wait_for(lambda: webhooks(session).count() == 2, "both webhook deliveries")
+    wait_until(lambda: webhooks(session).count() == 2, "both webhook deliveries")
     assert status_of(session) == "paid"
     assert sorted(webhooks(session).values_list("outcome", flat=True)) == [
         "accepted",
@@ -160,7 +149,7 @@ def test_late_webhook_pays_once_it_arrives(base_url: str, received: dict[str, mo
     pay(session, faults="late=1")
     # The sandbox waits 1 s before delivering: the session is still pending right after.
     assert status_of(session) == "pending"
-    wait_for(sent(received["completed"]), "payment_completed after the late webhook")
+    wait_until(sent(received["completed"]), "payment_completed after the late webhook")
     assert status_of(session) == "paid"
     assert received["completed"].call_count == 1
 
@@ -170,7 +159,7 @@ def test_failure_after_success_leaves_the_session_paid(
 ) -> None:
     session = start(base_url)
     pay(session, faults="out_of_order")
-    wait_for(lambda: webhooks(session).count() == 2, "the success and the stale failure")
+    wait_until(lambda: webhooks(session).count() == 2, "the success and the stale failure")
     assert status_of(session) == "paid"
     assert received["completed"].call_count == 1
     assert received["failed"].call_count == 0
@@ -179,7 +168,7 @@ def test_failure_after_success_leaves_the_session_paid(
 def test_string_payment_status_is_understood(base_url: str) -> None:
     session = start(base_url)
     pay(session, faults="status_string")
-    wait_for(lambda: status_of(session) == "paid", "the webhook with payment_status 'success'")
+    wait_until(lambda: status_of(session) == "paid", "the webhook with payment_status 'success'")
 
 
 def test_initialize_5xx_leaves_an_error_row_with_unknown_outcome(

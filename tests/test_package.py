@@ -29,6 +29,7 @@ import pytest
 import requests
 
 import django_etpay
+from tests.subprocesses import free_port
 from tests.test_release import tox_factors
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -176,13 +177,6 @@ def quickstart_steps(markdown: str) -> list[Step]:
             path, _, note = title.partition(" ")
             steps.append(Step("append" if "add at the end" in note else "write", path, body))
     return steps
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import pytest
 from django_etpay import services
 from django_etpay.models import Notification, PaymentSession
 from tests.factories import (
+    FAILURE_SPELLINGS,
     failing_session_saves,
     hmac_jws,
     load_fixture,
@@ -251,19 +252,7 @@ def test_untrusted_browser_repeat_of_a_settled_result_flags_nothing(
 
 @pytest.mark.parametrize(
     "spelling",
-    [
-        False,
-        "false",
-        "failure",
-        "failed",
-        "fail",
-        "error",
-        "rejected",
-        "declined",
-        "cancelled",
-        "canceled",
-        " Declined ",
-    ],
+    [*FAILURE_SPELLINGS, " Declined "],
 )
 def test_every_failure_spelling_fails_the_session(
     run: Run, receivers: dict[str, mock.MagicMock], spelling: object

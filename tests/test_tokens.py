@@ -13,7 +13,9 @@ from django_etpay.exceptions import EtpayVerificationError
 from django_etpay.models import Notification, PaymentSession
 from tests.factories import (
     DROP,
+    FAILURE_SPELLINGS,
     PUBLIC_KEY_PEM,
+    SUCCESS_SPELLINGS,
     hmac_jws,
     load_fixture,
     mint_jwt,
@@ -51,23 +53,6 @@ def rejection(raw: str, session: PaymentSession) -> EtpayVerificationError:
     with pytest.raises(EtpayVerificationError) as info:
         verify_and_check(raw, session)
     return info.value
-
-
-#: Every spelling ETpay may use, and what it must mean. A success spelling is money that moved;
-#: mapping any failure spelling to success would mark unpaid orders paid.
-SUCCESS_SPELLINGS = [True, "success", "true"]
-FAILURE_SPELLINGS = [
-    False,
-    "false",
-    "failure",
-    "failed",
-    "fail",
-    "error",
-    "rejected",
-    "declined",
-    "cancelled",
-    "canceled",
-]
 
 
 @pytest.mark.parametrize(

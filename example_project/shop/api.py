@@ -87,13 +87,7 @@ def create_order(request: HttpRequest) -> JsonResponse:
         if product is None:
             errors["product"] = [_("Choose a product.")]
         return JsonResponse(errors, status=400)
-    quantity = form.cleaned_data["quantity"]
-    order = Order.objects.create(
-        product=product,
-        quantity=quantity,
-        email=form.cleaned_data["email"],
-        amount=product.price * quantity,
-    )
+    order = Order.place(product, form.cleaned_data["quantity"], form.cleaned_data["email"])
     numbers = [n for n in request.session.get(SPA_ORDERS_KEY, []) if n != order.number]
     request.session[SPA_ORDERS_KEY] = [*numbers[-(MAX_SPA_ORDERS - 1) :], order.number]
     # Where the shop's return page sends the payer back after the payment page.

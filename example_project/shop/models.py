@@ -75,6 +75,13 @@ class Order(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("shop:order", args=[self.number])
 
+    @classmethod
+    def place(cls, product: Product, quantity: int, email: str) -> Order:
+        """Create a pending order; its amount is the catalogue's price, never the browser's."""
+        return cls.objects.create(
+            product=product, quantity=quantity, email=email, amount=product.price * quantity
+        )
+
     @property
     def amount_display(self) -> str:
         """The total as a payer reads it."""

@@ -100,13 +100,7 @@ def checkout(request: HttpRequest, slug: str) -> HttpResponse:
     form = CheckoutForm(request.POST, auto_id=f"{product.slug}-%s")
     if not form.is_valid():
         return _render_products(request, form, product.slug, status=400)
-    quantity = form.cleaned_data["quantity"]
-    order = Order.objects.create(
-        product=product,
-        quantity=quantity,
-        email=form.cleaned_data["email"],
-        amount=product.price * quantity,
-    )
+    order = Order.place(product, form.cleaned_data["quantity"], form.cleaned_data["email"])
     if _open_session(request, order) is not None:
         request.session[OPEN_WIDGET_KEY] = order.number
     request.session[LAST_ORDER_KEY] = order.number

@@ -24,7 +24,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,24 +34,9 @@ from typing import Any
 
 import requests
 
+from tests.subprocesses import free_port, wait_for_url
+
 ROOT = Path(__file__).resolve().parent.parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_for(url: str, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        try:
-            requests.get(url, timeout=10)
-            return
-        except requests.RequestException:
-            time.sleep(0.1)
-    raise SystemExit(f"gunicorn did not start at {url}")
 
 
 class LogSignals:
@@ -165,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     password = secrets.token_urlsafe(16)
     get_user_model().objects.create_superuser("attack-admin", "admin@example.com", password)
 
-    port = _free_port()
+    port = free_port()
     gunicorn = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
         [
             sys.executable,
@@ -197,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     extra: dict[str, Any] = {}
     try:
         base = f"http://127.0.0.1:{port}"
-        _wait_for(f"{base}/etpay/return/", time.monotonic() + 60)
+        wait_for_url(f"{base}/etpay/return/")
         transport = HttpTransport(base)
         print(
             f"gunicorn {args.workers} sync workers on PostgreSQL, {os.cpu_count()} cores, "

@@ -38,21 +38,17 @@ from django_etpay.models import Notification, PaymentSession
 from django_etpay.views import ReturnView
 from tests.attack.corpus import CHECKOUT, NOTIFICATION, RETURN, WIDGET, Request
 from tests.attack.harness import Figures, SecretSearch
-from tests.factories import hmac_jws, make_session, mint_payment_claims, raw_jws
+from tests.factories import (
+    FAILURE_SPELLINGS,
+    SUCCESS_SPELLINGS,
+    hmac_jws,
+    make_session,
+    mint_payment_claims,
+    raw_jws,
+)
 
-SUCCESS = {True, "success", "true"}
-FAILURE = {
-    False,
-    "false",
-    "failure",
-    "failed",
-    "fail",
-    "error",
-    "rejected",
-    "declined",
-    "cancelled",
-    "canceled",
-}
+SUCCESS = set(SUCCESS_SPELLINGS)
+FAILURE = set(FAILURE_SPELLINGS)
 STATUSES = ["pending", "pending", "pending", "expired", "failed", "paid", "error"]
 
 # -- strategies -------------------------------------------------------------------------------

@@ -9,21 +9,13 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 from django.views.decorators.csrf import csrf_exempt
 
+from django_etpay.api.views import SESSION_ARGUMENTS
 from django_etpay.exceptions import EtpayAPIError, EtpayValidationError
 from django_etpay.services import initialize_session
 
-#: The keyword arguments a checkout may pass through from its form.
-FIELDS = (
-    "customer_email",
-    "metadata",
-    "user_bank_code",
-    "user_rut",
-    "is_rut_block",
-    "payment_completed_url",
-    "payment_cancellation_url",
-    "payment_webhook_url",
-    "concat",
-)
+#: The keyword arguments a checkout may pass through from its form: all but what names the
+#: order, its amount and the account, which the shop decides.
+FIELDS = tuple(sorted(SESSION_ARGUMENTS - {"merchant_order_id", "order_amount", "merchant"}))
 
 
 @csrf_exempt

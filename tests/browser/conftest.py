@@ -40,7 +40,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import socket
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator
@@ -49,6 +48,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.subprocesses import free_port
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SHOP_DIR = ROOT / "example_project"
@@ -92,19 +93,12 @@ class Shop:
         return str(rows[0][0])
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 @contextlib.contextmanager
 def served_shop(folder: Path) -> Iterator[Shop]:
     """Migrate a fresh database in ``folder``, load the demo products, serve the shop."""
     import subprocess
 
-    port = _free_port()
+    port = free_port()
     database = folder / "shop.sqlite3"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
     env.update(
