@@ -623,12 +623,8 @@ def _budgeted_insert_template(connection: Any, counter: str) -> tuple[str, list[
     query = InsertQuery(Notification)
     query.insert_values(fields, [Notification()])
     compiled = query.get_compiler(connection=connection).as_sql()
-    head, separator, values = compiled[0][0].partition(" VALUES ")
-    if (
-        len(compiled) != 1
-        or not separator
-        or values != "(" + ", ".join(["%s"] * len(fields)) + ")"
-    ):
+    head, _, values = compiled[0][0].partition(" VALUES ") if compiled else ("", "", "")
+    if len(compiled) != 1 or values != "(" + ", ".join(["%s"] * len(fields)) + ")":
         _BUDGETED_INSERTS[key] = None
         return None
     casts = []

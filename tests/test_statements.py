@@ -409,3 +409,18 @@ def test_initialize_session_in_autocommit_keeps_the_row_when_the_tokens_cannot_b
     assert (second.token, second.signature_token) == (None, "")
     first.refresh_from_db()
     assert (first.status, first.token) == (Status.PENDING, "sess-pinned-1")
+
+
+def test_repeat_falls_back_to_a_transaction_when_the_insert_cannot_be_reused(
+    captured: Any,
+) -> None:
+    session, raw = paid_session()
+    context, statements = captured()
+    with mock.patch.object(services, "_budgeted_insert_template", return_value=None), context:
+        notification = deliver(raw)
+    assert notification.outcome == Outcome.DUPLICATE
+    assert statements.sql == [f"SELECT {SESSION}", f"UPDATE {SESSION}", f"INSERT {NOTIFICATION}"]
+    assert not any("FOR UPDATE" in s for s in statements.all)
+    assert Notification.objects.filter(pk=notification.pk, outcome=Outcome.DUPLICATE).exists()
+    session.refresh_from_db()
+    assert session.stored_duplicates == 1
