@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connections, router, transaction
 from django.db.models import F
 from django.dispatch import Signal
 from django.http import HttpRequest
@@ -228,12 +228,15 @@ def initialize_session(
     session.signature_token = reply["signature_token"]
     session.terms_url = terms_url if isinstance(terms_url, str) and len(terms_url) <= 2000 else ""
     session.status = PaymentSession.Status.PENDING
+    stored_fields = ["token", "signature_token", "terms_url", "status", "updated_at"]
     try:
-        # A savepoint, so that a failed save leaves a usable transaction for the error row.
-        with transaction.atomic():
-            session.save(
-                update_fields=["token", "signature_token", "terms_url", "status", "updated_at"]
-            )
+        if transaction.get_connection(session._state.db).in_atomic_block:
+            # A savepoint, so that a failed save leaves a usable transaction for the error row.
+            with transaction.atomic(using=session._state.db):
+                session.save(update_fields=stored_fields)
+        else:
+            # In autocommit a failed UPDATE leaves nothing to roll back: no BEGIN and COMMIT.
+            session.save(update_fields=stored_fields)
     except DatabaseError as err:
         # ETpay created a session that cannot be stored (e.g. a token another row has). The
         # database error is not chained: its text may quote the values it refused.
@@ -483,16 +486,26 @@ def record_rejection(
         raw_body=raw_body,
         remote_addr=remote_addr,
     )
-    with transaction.atomic():
-        if not _storage_budget_left(session):
-            logger.warning(
-                "ETpay %s result for session %s rejected (%s), not stored: budget used up",
-                channel,
-                session.pk if session is not None else "unknown",
-                reason,
-            )
-            return notification
-        notification.save()
+    if session is not None:
+        stored = _save_within_budget(
+            notification,
+            session.pk,
+            counter="stored_rejections",
+            cap=int(conf.get_setting("MAX_REJECTED_PER_SESSION")),
+        )
+    else:
+        with transaction.atomic():
+            stored = _unlinked_budget_left()
+            if stored:
+                notification.save()
+    if not stored:
+        logger.warning(
+            "ETpay %s result for session %s rejected (%s), not stored: budget used up",
+            channel,
+            session.pk if session is not None else "unknown",
+            reason,
+        )
+        return notification
     logger.info(
         "ETpay %s result rejected (%s) for session %s",
         channel,
@@ -508,27 +521,128 @@ def record_rejection(
     return notification
 
 
-def _storage_budget_left(session: PaymentSession | None) -> bool:
-    """Take one unit of the rejected-results budget; False when it is used up.
+def _unlinked_budget_left() -> bool:
+    """Whether the hourly budget of rejected results naming no session has room left.
 
-    Per session, a conditional ``UPDATE ... SET stored_rejections = stored_rejections + 1
-    WHERE stored_rejections < cap``: PostgreSQL re-checks the condition after the row lock, so
-    concurrent rejections never store more than the cap. Results naming no session share an
-    hourly budget, counted from the table (a soft bound: concurrent requests may overshoot it
-    by the number of workers).
+    Counted from the table: a soft bound, as concurrent requests may overshoot it by the number
+    of workers.
     """
-    if session is not None:
-        cap = int(conf.get_setting("MAX_REJECTED_PER_SESSION"))
-        taken = PaymentSession.objects.filter(pk=session.pk, stored_rejections__lt=cap).update(
-            stored_rejections=F("stored_rejections") + 1
-        )
-        return taken == 1
     cap = int(conf.get_setting("MAX_UNLINKED_REJECTED_PER_HOUR"))
     # Only rejections are stored without a session; (session, created_at) is indexed.
     recent = Notification.objects.filter(
         session=None, created_at__gte=timezone.now() - timedelta(hours=1)
     )
     return recent[:cap].count() < cap
+
+
+#: Fields whose values PostgreSQL reads as text in ``INSERT ... SELECT`` without a cast.
+_TEXT_TYPES = ("varchar", "text", "char")
+
+
+def _save_within_budget(
+    notification: Notification, session_pk: int, *, counter: str, cap: int
+) -> bool:
+    """Take one unit of a session's storage budget and save ``notification``, atomically.
+
+    ``counter`` is ``stored_rejections`` or ``stored_duplicates``. The budget is a conditional
+    ``UPDATE ... SET counter = counter + 1 WHERE counter < cap``: PostgreSQL re-checks the
+    condition after the row lock, so concurrent requests never store more than ``cap``, and
+    the notification is saved only when the counter moved, in the same transaction, so no
+    unit is spent on a row that was not stored. Returns False (nothing saved) when the budget
+    is used up.
+
+    On PostgreSQL both are one statement (``WITH taken AS (UPDATE ...) INSERT ... SELECT ...
+    FROM taken``): atomic without a transaction of its own, one round trip. The session row
+    is locked only for that statement. Other databases take the counter and save the row in
+    one short transaction.
+    """
+    alias = router.db_for_write(Notification)
+    connection = connections[alias]
+    if connection.vendor == "postgresql":
+        statement = _budgeted_insert_sql(notification, connection, counter)
+        if statement is not None:
+            sql, params = statement
+            with connection.cursor() as cursor:
+                cursor.execute(sql, [session_pk, cap, *params])
+                row = cursor.fetchone()
+            if row is None:
+                return False
+            notification.pk = row[0]
+            notification._state.adding = False
+            notification._state.db = alias
+            return True
+    with transaction.atomic(using=alias):
+        taken = PaymentSession.objects.filter(pk=session_pk, **{f"{counter}__lt": cap}).update(
+            **{counter: F(counter) + 1}
+        )
+        if taken != 1:
+            return False
+        notification.save(using=alias)
+    return True
+
+
+def _budgeted_insert_sql(
+    notification: Notification, connection: Any, counter: str
+) -> tuple[str, list[Any]] | None:
+    """The one-statement budgeted INSERT of ``notification`` for PostgreSQL, with its params.
+
+    ``None`` when Django's own INSERT has a shape this does not expect (then the caller uses a
+    transaction). The values are prepared as Django's INSERT prepares them (``pre_save``, so
+    ``created_at`` is set, then ``get_db_prep_save``).
+    """
+    template = _budgeted_insert_template(connection, counter)
+    if template is None:
+        return None
+    sql, fields = template
+    params = [
+        field.get_db_prep_save(field.pre_save(notification, True), connection=connection)
+        for field in fields
+    ]
+    return sql, params
+
+
+#: (database alias, counter) -> the statement and its fields; ``None`` if Django's INSERT
+#: cannot be reused. Only SQL text derived from the models lives here, never a value.
+_BUDGETED_INSERTS: dict[tuple[str, str], tuple[str, list[Any]] | None] = {}
+
+
+def _budgeted_insert_template(connection: Any, counter: str) -> tuple[str, list[Any]] | None:
+    """``WITH taken AS (UPDATE ... counter + 1 ...) INSERT ... SELECT ... FROM taken``.
+
+    Built once per database and counter from Django's own INSERT of a notification (same
+    columns, same order), each value cast to its column's type, since values in a ``SELECT``
+    list have no column to take their type from.
+    """
+    key = (connection.alias, counter)
+    if key in _BUDGETED_INSERTS:
+        return _BUDGETED_INSERTS[key]
+    from django.db.models.sql import InsertQuery
+
+    meta = Notification._meta
+    fields = [field for field in meta.local_concrete_fields if not field.primary_key]
+    query = InsertQuery(Notification)
+    query.insert_values(fields, [Notification()])
+    compiled = query.get_compiler(connection=connection).as_sql()
+    head, _, values = compiled[0][0].partition(" VALUES ") if compiled else ("", "", "")
+    if len(compiled) != 1 or values != "(" + ", ".join(["%s"] * len(fields)) + ")":
+        _BUDGETED_INSERTS[key] = None
+        return None
+    casts = []
+    for field in fields:
+        column_type = str(field.db_type(connection) or "text")
+        casts.append("%s::text" if column_type.startswith(_TEXT_TYPES) else f"%s::{column_type}")
+    quote = connection.ops.quote_name
+    table = quote(PaymentSession._meta.db_table)
+    column = quote(counter)
+    pk = quote(PaymentSession._meta.pk.column)
+    returning = f"{quote(meta.db_table)}.{quote(meta.pk.column)}"
+    sql = (
+        f"WITH taken AS (UPDATE {table} SET {column} = {column} + 1 "  # noqa: S608
+        f"WHERE {pk} = %s AND {column} < %s RETURNING 1) "
+        f"{head} SELECT {', '.join(casts)} FROM taken RETURNING {returning}"
+    )
+    _BUDGETED_INSERTS[key] = (sql, fields)
+    return sql, fields
 
 
 def _apply_verified(
@@ -538,10 +652,14 @@ def _apply_verified(
     channel: str,
     raw_body: str,
     remote_addr: str | None,
+    locked: bool = True,
 ) -> Notification:
     """Decide and apply what a verified, cross-checked result does to ``session``.
 
-    Must run inside ``transaction.atomic()`` with ``session`` locked. The outcome is
+    Must run inside ``transaction.atomic()`` with ``session`` locked, unless ``locked`` is
+    false: then ``session`` was read without a lock and :func:`_changes_nothing` holds for it,
+    so there is nothing to apply and only the record is stored (its budget taken atomically,
+    see :func:`_save_within_budget`). The outcome is
     ``accepted`` exactly when the status changed (so one transition, one accepted record,
     one signal); every other verified result is ``duplicate``, with a reason when it is not a
     plain repeat: ``not_applicable`` (the transition rule forbids it, or ETpay's status value
@@ -605,9 +723,11 @@ def _apply_verified(
                 update_fields.append(field)
         detail = f"{status_before} -> {target}."
 
-    store = signal is not None or session.stored_duplicates < int(
-        conf.get_setting("MAX_DUPLICATES_PER_SESSION")
-    )
+    if not locked and (update_fields or signal is not None):
+        # _changes_nothing() and the rules above disagree: a programming error, never stored.
+        raise RuntimeError("A result read without the row lock would change the session.")
+    cap = int(conf.get_setting("MAX_DUPLICATES_PER_SESSION"))
+    store = signal is not None or (locked and session.stored_duplicates < cap)
     if signal is None and store:
         session.stored_duplicates += 1
         if not update_fields:
@@ -632,9 +752,11 @@ def _apply_verified(
         raw_body=raw_body,
         remote_addr=remote_addr,
     )
-    if store:
+    if not locked:
+        store = _save_within_budget(notification, session.pk, counter="stored_duplicates", cap=cap)
+    elif store:
         notification.save()
-    else:
+    if not store:
         logger.warning(
             "ETpay %s result for session %s changes nothing (%s), not stored: budget used up",
             channel,
@@ -677,18 +799,45 @@ def _run_pipeline(
     remote_addr: str | None,
     unverified: Mapping[str, Any] | None,
 ) -> Notification:
-    """Find and lock the session, verify, cross-check, apply; record rejections after."""
+    """Find the session, verify, cross-check, apply; record rejections after.
+
+    The session is read without a lock and the result verified against it (its key is
+    decrypted once, on that instance, and the JWT verified once). A result that cannot change
+    the session whatever happens concurrently (:func:`_changes_nothing`) is recorded at once,
+    without a transaction or a row lock. Any other result takes the row lock in a transaction
+    and is decided again on the locked row, which another request may have changed meanwhile.
+    """
     session: PaymentSession | None = None
     try:
-        with transaction.atomic():
-            session = (
-                PaymentSession.objects.select_for_update().filter(token=session_token).first()
+        # The token is unique: no ORDER BY to compile or sort.
+        session = next(iter(PaymentSession.objects.filter(token=session_token).order_by()), None)
+        if session is None:
+            raise EtpayVerificationError(
+                Reason.UNKNOWN_SESSION, "No session has the result's session_token."
             )
-            if session is None:
+        verified = verify(session)
+        tokens.check_against_session(verified, session)
+        if _changes_nothing(session, verified):
+            return _apply_verified(
+                session,
+                verified,
+                channel=channel,
+                raw_body=raw_body,
+                remote_addr=remote_addr,
+                locked=False,
+            )
+        with transaction.atomic():
+            locked = next(
+                iter(PaymentSession.objects.select_for_update().filter(pk=session.pk).order_by()),
+                None,
+            )
+            if locked is None:
                 raise EtpayVerificationError(
                     Reason.UNKNOWN_SESSION, "No session has the result's session_token."
                 )
-            verified = verify(session)
+            session = locked
+            # The fields compared never change once ETpay gave the session its token; checked
+            # again on the locked row all the same, without decrypting or decoding anything.
             tokens.check_against_session(verified, session)
             return _apply_verified(
                 session, verified, channel=channel, raw_body=raw_body, remote_addr=remote_addr
@@ -727,6 +876,24 @@ def _run_pipeline(
         remote_addr=remote_addr,
         session=session,
         claims=unverified,
+    )
+
+
+def _changes_nothing(session: PaymentSession, verified: tokens.VerifiedResult) -> bool:
+    """Whether ``verified`` cannot change ``session``, read without a lock, whatever happens.
+
+    A status read without the lock may be stale, but only towards a later status of the
+    transition rule. ``paid`` is final, and nothing a result does touches a paid session
+    (the reconciliation flag is set only on sessions that are not final). ``failed`` can only
+    become ``paid``, and neither takes a failure. Any other case may change the status or the
+    reconciliation flag and is decided under the row lock.
+    """
+    if session.status == PaymentSession.Status.PAID:
+        return True
+    return (
+        session.status == PaymentSession.Status.FAILED
+        and verified.result == Result.FAILURE
+        and not verified.system_error
     )
 
 

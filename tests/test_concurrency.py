@@ -162,3 +162,38 @@ def test_success_and_failure_racing_end_paid_or_failed_then_paid(
         session=session, outcome=Notification.Outcome.ACCEPTED
     ).count()
     assert accepted == 1 + receivers["payment_failed"].call_count
+
+
+def test_repeats_without_the_lock_race_a_transition_under_it(
+    receivers: dict[str, mock.MagicMock], settings: Any
+) -> None:
+    # A failed session: repeats of its failure change nothing and take no lock; the success
+    # that arrives with them changes it under the lock. Both kinds share one storage budget,
+    # which must hold exactly.
+    settings.ETPAY = {**settings.ETPAY, "MAX_DUPLICATES_PER_SESSION": 7}
+    session = make_session()
+    failure = mint_jwt(session, payment_status=False)
+    success = mint_jwt(session)
+    assert (
+        Client()
+        .post(NOTIFICATION_URL, json.dumps({"payment": failure}), content_type="application/json")
+        .status_code
+        == 200
+    )
+    receivers["payment_failed"].reset_mock()
+    senders = [webhook(success)] * (THREADS // 2) + [webhook(failure)] * (THREADS // 2)
+
+    codes = deliver_together(senders)
+
+    assert codes == [200] * THREADS
+    session.refresh_from_db()
+    assert session.status == PaymentSession.Status.PAID
+    assert receivers["payment_completed"].call_count == 1
+    receivers["payment_failed"].assert_not_called()
+    records = Notification.objects.filter(session=session)
+    assert Counter(records.values_list("outcome", flat=True)) == {
+        Notification.Outcome.ACCEPTED: 2,  # the failure before the race, the success
+        Notification.Outcome.DUPLICATE: 7,
+    }
+    assert session.stored_duplicates == 7
+    assert OutboxEffect.objects.filter(session=session, kind="payment_completed").count() == 1

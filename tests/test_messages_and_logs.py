@@ -431,9 +431,7 @@ def test_internal_failure_logs_with_the_traceback_and_keeps_the_forensics(
 def test_database_failure_before_the_session_is_found(logs: pytest.LogCaptureFixture) -> None:
     session = make_session()
     with (
-        mock.patch.object(
-            PaymentSession.objects, "select_for_update", side_effect=DatabaseError("down")
-        ),
+        mock.patch.object(PaymentSession.objects, "filter", side_effect=DatabaseError("down")),
         pytest.raises(DatabaseError),
     ):
         process(mint_jwt(session), remote_addr="198.51.100.10")

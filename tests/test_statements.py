@@ -1,0 +1,426 @@
+"""The SQL each hot path sends, pinned by kind and table, so that it cannot grow silently.
+
+Each path runs as in production: in autocommit (``transaction=True``), so the statements are
+those a request pays for. Statements are written as ``KIND table[,table] [FOR UPDATE]``;
+``BEGIN`` and ``COMMIT`` are listed apart, as not every Django and driver logs them.
+
+PostgreSQL stores a repeat or a rejection with one statement (the storage budget and the row
+together); other databases take the budget and save the row in a short transaction.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+from unittest import mock
+
+import pytest
+import responses as responses_lib
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from django_etpay import services
+from django_etpay.exceptions import EtpayResponseError
+from django_etpay.models import Notification, OutboxEffect, PaymentSession
+from tests.factories import make_session, mint_jwt, mint_system_error_jwt, signal_mocks
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+Channel = Notification.Channel
+Outcome = Notification.Outcome
+Reason = Notification.Reason
+Status = PaymentSession.Status
+
+SESSION = "django_etpay_paymentsession"
+NOTIFICATION = "django_etpay_notification"
+OUTBOX = "django_etpay_outboxeffect"
+
+WRONG_KEY = "not-the-session-key-" + "x" * 48
+
+INIT_URL = "https://api.etpay.test/session/initialize"
+REPLY = {"token": "sess-pinned-1", "signature_token": "sig-pinned-" + "k" * 60}
+
+_TABLE = re.compile(r'\b(?:FROM|INTO|UPDATE)\s+"?(\w+)"?', re.IGNORECASE)
+_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK")
+
+
+def describe(sql: str) -> str:
+    """``SELECT etpay_paymentsession FOR UPDATE``, ``WITH etpay_paymentsession,...``."""
+    kind = sql.split()[0].upper()
+    if kind in (*_CONTROL, "SAVEPOINT", "RELEASE"):
+        return kind
+    # "taken" is the name of the budget's common table expression, not a table.
+    tables = [t for t in dict.fromkeys(_TABLE.findall(sql)) if t != "taken"]
+    lock = " FOR UPDATE" if "FOR UPDATE" in sql.upper() else ""
+    return f"{kind} {','.join(tables)}{lock}"
+
+
+class Statements:
+    """What ran inside the block: ``.sql`` without transaction control, ``.control`` apart."""
+
+    def __init__(self) -> None:
+        self.all: list[str] = []
+
+    @property
+    def sql(self) -> list[str]:
+        return [s for s in self.all if s not in _CONTROL]
+
+    @property
+    def control(self) -> list[str]:
+        return [s for s in self.all if s in _CONTROL]
+
+
+@pytest.fixture
+def captured() -> Any:
+    def capture() -> Any:
+        statements = Statements()
+
+        class Context(CaptureQueriesContext):
+            def __exit__(self, *exc: Any) -> None:
+                super().__exit__(*exc)
+                statements.all[:] = [describe(q["sql"]) for q in self.captured_queries]
+
+        return Context(connection), statements
+
+    return capture
+
+
+@pytest.fixture
+def receivers() -> Iterator[dict[str, mock.MagicMock]]:
+    with signal_mocks() as mocks:
+        yield mocks
+
+
+def locked(table: str) -> str:
+    """How a locking read of ``table`` shows (SQLite has no FOR UPDATE)."""
+    suffix = " FOR UPDATE" if connection.vendor == "postgresql" else ""
+    return f"SELECT {table}{suffix}"
+
+
+def budgeted_insert(counter_table: str = SESSION) -> list[str]:
+    """Taking a storage budget unit and storing the row: one statement on PostgreSQL."""
+    if connection.vendor == "postgresql":
+        return [f"WITH {counter_table},{NOTIFICATION}"]
+    return [f"UPDATE {counter_table}", f"INSERT {NOTIFICATION}"]
+
+
+def transactions(count: int) -> list[str]:
+    """``count`` BEGIN/COMMIT pairs, as far as this Django and driver log them."""
+    with CaptureQueriesContext(connection) as probe, transaction.atomic():
+        connection.cursor().execute("SELECT 1")
+    logged = any(q["sql"].startswith("BEGIN") for q in probe.captured_queries)
+    return ["BEGIN", "COMMIT"] * count if logged else []
+
+
+def deliver(raw: str, channel: str = Channel.WEBHOOK) -> Notification:
+    return services.process_notification(raw, channel=channel, remote_addr="203.0.113.9")
+
+
+def paid_session() -> tuple[PaymentSession, str]:
+    session = make_session()
+    raw = mint_jwt(session)
+    assert deliver(raw).outcome == Outcome.ACCEPTED
+    return session, raw
+
+
+# -- notification paths ---------------------------------------------------------------------
+
+
+def test_first_delivery_locks_changes_records_and_marks_its_effect(
+    captured: Any, receivers: dict[str, mock.MagicMock]
+) -> None:
+    session = make_session()
+    raw = mint_jwt(session)
+    context, statements = captured()
+    with context:
+        notification = deliver(raw)
+    assert notification.outcome == Outcome.ACCEPTED
+    # Read, then lock and re-read in a transaction; change, record, outbox effect; after
+    # commit the effect is marked delivered.
+    assert statements.sql == [
+        f"SELECT {SESSION}",
+        locked(SESSION),
+        f"UPDATE {SESSION}",
+        f"INSERT {NOTIFICATION}",
+        f"INSERT {OUTBOX}",
+        f"UPDATE {OUTBOX}",
+    ]
+    assert statements.control == transactions(1)
+    if statements.control:
+        # The transaction opens after the first read and closes before the effect's update.
+        assert statements.all.index("BEGIN") == 1
+        assert statements.all.index("COMMIT") == len(statements.all) - 2
+    receivers["payment_completed"].assert_called_once()
+
+
+def test_repeat_takes_no_lock_and_no_transaction(captured: Any) -> None:
+    session, raw = paid_session()
+    updated_at = PaymentSession.objects.get(pk=session.pk).updated_at
+    context, statements = captured()
+    with context:
+        notification = deliver(raw)
+    assert notification.outcome == Outcome.DUPLICATE
+    assert statements.sql == [f"SELECT {SESSION}", *budgeted_insert()]
+    assert not any("FOR UPDATE" in s for s in statements.all)
+    if connection.vendor == "postgresql":
+        assert statements.control == []
+    stored = Notification.objects.get(pk=notification.pk)
+    assert (stored.session_id, stored.outcome, stored.reason) == (
+        session.pk,
+        Outcome.DUPLICATE,
+        "",
+    )
+    assert (stored.status_before, stored.status_after) == (Status.PAID, Status.PAID)
+    assert stored.detail == "Already paid."
+    assert stored.raw_body == raw
+    assert stored.claims == notification.claims
+    assert stored.claims is not None
+    assert stored.claims["session_token"] == session.token
+    assert str(stored.remote_addr) == "203.0.113.9"
+    assert stored.created_at is not None
+    assert stored.created_at == notification.created_at
+    session.refresh_from_db()
+    # The counter moved; updated_at still says when the session itself last changed.
+    assert session.stored_duplicates == 1
+    assert session.updated_at == updated_at
+
+
+def test_repeat_beyond_its_budget_stores_nothing(
+    captured: Any, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.ETPAY = {**settings.ETPAY, "MAX_DUPLICATES_PER_SESSION": 2}
+    session, raw = paid_session()
+    assert [deliver(raw).pk is not None for _ in range(2)] == [True, True]
+    context, statements = captured()
+    with context:
+        notification = deliver(raw)
+    assert notification.outcome == Outcome.DUPLICATE
+    assert notification.pk is None
+    assert statements.sql == [f"SELECT {SESSION}", *budgeted_insert()[:1]]
+    assert Notification.objects.filter(session=session).count() == 3
+    session.refresh_from_db()
+    assert session.stored_duplicates == 2
+    assert "not stored: budget used up" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("first", "then", "reason"),
+    [
+        (True, False, Reason.NOT_APPLICABLE),  # a failure after the payment
+        (False, False, ""),  # a failure repeated
+    ],
+    ids=["failure-on-paid", "failure-on-failed"],
+)
+def test_results_a_settled_session_cannot_take_skip_the_lock(
+    captured: Any, first: bool, then: bool, reason: str
+) -> None:
+    session = make_session()
+    assert deliver(mint_jwt(session, payment_status=first)).outcome == Outcome.ACCEPTED
+    context, statements = captured()
+    with context:
+        notification = deliver(mint_jwt(session, payment_status=then))
+    assert (notification.outcome, notification.reason) == (Outcome.DUPLICATE, reason)
+    assert statements.sql == [f"SELECT {SESSION}", *budgeted_insert()]
+
+
+def test_system_error_on_a_paid_session_skips_the_lock(captured: Any) -> None:
+    session, _ = paid_session()
+    context, statements = captured()
+    with context:
+        notification = deliver(mint_system_error_jwt(session))
+    assert (notification.outcome, notification.reason) == (Outcome.DUPLICATE, Reason.SYSTEM_ERROR)
+    assert statements.sql == [f"SELECT {SESSION}", *budgeted_insert()]
+    session.refresh_from_db()
+    assert session.needs_reconciliation is False
+
+
+def test_result_that_may_change_a_pending_session_is_decided_under_the_lock(
+    captured: Any,
+) -> None:
+    session = make_session()
+    context, statements = captured()
+    with context:
+        notification = deliver(mint_system_error_jwt(session))
+    assert (notification.outcome, notification.reason) == (Outcome.DUPLICATE, Reason.SYSTEM_ERROR)
+    # The reconciliation flag and the counter in one UPDATE, under the lock.
+    assert statements.sql == [
+        f"SELECT {SESSION}",
+        locked(SESSION),
+        f"UPDATE {SESSION}",
+        f"INSERT {NOTIFICATION}",
+    ]
+    assert statements.control == transactions(1)
+    session.refresh_from_db()
+    assert (session.needs_reconciliation, session.stored_duplicates) == (True, 1)
+
+
+def test_rejected_result_of_a_known_session(
+    captured: Any, receivers: dict[str, mock.MagicMock]
+) -> None:
+    session = make_session()
+    context, statements = captured()
+    with context:
+        notification = deliver(mint_jwt(session, key=WRONG_KEY))
+    assert (notification.outcome, notification.reason) == (Outcome.REJECTED, Reason.BAD_SIGNATURE)
+    assert statements.sql == [f"SELECT {SESSION}", *budgeted_insert()]
+    assert not any("FOR UPDATE" in s for s in statements.all)
+    stored = Notification.objects.get(pk=notification.pk)
+    assert stored.session_id == session.pk
+    assert stored.detail == "The result's signature does not verify with its session."
+    session.refresh_from_db()
+    assert (session.stored_rejections, session.status) == (1, Status.PENDING)
+    receivers["notification_rejected"].assert_called_once()
+
+
+def test_rejected_result_of_a_known_session_beyond_its_budget(
+    captured: Any, settings: Any, receivers: dict[str, mock.MagicMock]
+) -> None:
+    settings.ETPAY = {**settings.ETPAY, "MAX_REJECTED_PER_SESSION": 1}
+    session = make_session()
+    assert deliver(mint_jwt(session, key=WRONG_KEY)).pk is not None
+    context, statements = captured()
+    with context:
+        notification = deliver(mint_jwt(session, key=WRONG_KEY))
+    assert notification.pk is None
+    assert statements.sql == [f"SELECT {SESSION}", *budgeted_insert()[:1]]
+    assert Notification.objects.filter(session=session).count() == 1
+    assert receivers["notification_rejected"].call_count == 1
+
+
+def test_rejected_result_naming_no_session(captured: Any) -> None:
+    stranger = PaymentSession(token="sess-nobody", signature_token="k" * 64, order_amount=1)
+    context, statements = captured()
+    with context:
+        notification = deliver(mint_jwt(stranger))
+    assert (notification.outcome, notification.reason) == (
+        Outcome.REJECTED,
+        Reason.UNKNOWN_SESSION,
+    )
+    # The session lookup, the hourly budget of unlinked rejections (counted), the row.
+    assert statements.sql == [
+        f"SELECT {SESSION}",
+        f"SELECT {NOTIFICATION}",
+        f"INSERT {NOTIFICATION}",
+    ]
+    assert statements.control == transactions(1)
+
+
+def test_a_repeat_read_before_the_first_delivery_committed_is_decided_under_the_lock(
+    receivers: dict[str, mock.MagicMock],
+) -> None:
+    # The repeat reads the session while it is still pending; the first delivery commits
+    # before the repeat takes the lock. The locked re-read must see "paid": one transition.
+    session = make_session()
+    raw = mint_jwt(session)
+    real = services._changes_nothing
+    first: list[Notification] = []
+    calls: list[str] = []
+
+    def first_delivery_commits_meanwhile(*args: Any) -> bool:
+        answer = real(*args)
+        calls.append(args[0].status)
+        if len(calls) == 1:
+            first.append(deliver(raw))
+        return answer
+
+    with mock.patch.object(services, "_changes_nothing", first_delivery_commits_meanwhile):
+        repeat = deliver(raw)
+
+    # The repeat saw "pending" (so went for the lock), the first delivery saw it too.
+    assert calls == [Status.PENDING, Status.PENDING]
+    assert first[0].outcome == Outcome.ACCEPTED
+    assert (repeat.outcome, repeat.status_before, repeat.detail) == (
+        Outcome.DUPLICATE,
+        Status.PAID,
+        "Already paid.",
+    )
+    receivers["payment_completed"].assert_called_once()
+    assert OutboxEffect.objects.filter(session=session).count() == 1
+    assert Notification.objects.filter(session=session, outcome=Outcome.ACCEPTED).count() == 1
+
+
+def test_repeat_inside_the_callers_transaction(captured: Any) -> None:
+    session, raw = paid_session()
+    with transaction.atomic():
+        notification = deliver(raw)
+        assert Notification.objects.filter(pk=notification.pk).exists()
+    session.refresh_from_db()
+    assert session.stored_duplicates == 1
+
+
+def test_each_result_is_verified_and_each_key_decrypted_once() -> None:
+    from django_etpay import crypto, tokens
+
+    session = make_session()
+    raw = mint_jwt(session)
+    session_id = session.pk
+    with (
+        mock.patch.object(tokens, "_decode", wraps=tokens._decode) as decode,
+        mock.patch.object(crypto, "decrypt", wraps=crypto.decrypt) as decrypt,
+    ):
+        assert deliver(raw).outcome == Outcome.ACCEPTED  # the lock path
+        assert deliver(raw).outcome == Outcome.DUPLICATE  # the fast path
+    assert decode.call_count == 2
+    assert decrypt.call_count == 2
+    assert PaymentSession.objects.get(pk=session_id).status == Status.PAID
+
+
+# -- initialize_session -----------------------------------------------------------------------
+
+
+def test_initialize_session_in_autocommit_writes_twice(
+    mocked_responses: responses_lib.RequestsMock, captured: Any
+) -> None:
+    mocked_responses.post(INIT_URL, json=REPLY)
+    context, statements = captured()
+    with context:
+        session = services.initialize_session("OC-pinned-1", 1000)
+    # The initializing row, then ETpay's tokens: no transaction, no savepoint.
+    assert statements.all == [f"INSERT {SESSION}", f"UPDATE {SESSION}"]
+    assert PaymentSession.objects.get(pk=session.pk).status == Status.PENDING
+
+
+def test_initialize_session_in_a_transaction_guards_its_update_with_a_savepoint(
+    mocked_responses: responses_lib.RequestsMock, captured: Any
+) -> None:
+    mocked_responses.post(INIT_URL, json=REPLY)
+    context, statements = captured()
+    with transaction.atomic(), context:
+        services.initialize_session("OC-pinned-2", 1000)
+    assert statements.all == [f"INSERT {SESSION}", "SAVEPOINT", f"UPDATE {SESSION}", "RELEASE"]
+
+
+def test_initialize_session_in_autocommit_keeps_the_row_when_the_tokens_cannot_be_stored(
+    mocked_responses: responses_lib.RequestsMock,
+) -> None:
+    mocked_responses.post(INIT_URL, json=REPLY)
+    mocked_responses.post(INIT_URL, json=REPLY)
+    first = services.initialize_session("OC-pinned-3", 1000)
+    with pytest.raises(EtpayResponseError) as caught:
+        services.initialize_session("OC-pinned-4", 2000)
+    second = PaymentSession.objects.get(pk=caught.value.session_id)
+    assert (second.status, second.error_code, second.outcome_unknown) == (
+        Status.ERROR,
+        "storage",
+        True,
+    )
+    assert second.error == "ETpay's session could not be stored (IntegrityError)."
+    assert (second.token, second.signature_token) == (None, "")
+    first.refresh_from_db()
+    assert (first.status, first.token) == (Status.PENDING, "sess-pinned-1")
+
+
+def test_repeat_falls_back_to_a_transaction_when_the_insert_cannot_be_reused(
+    captured: Any,
+) -> None:
+    session, raw = paid_session()
+    context, statements = captured()
+    with mock.patch.object(services, "_budgeted_insert_template", return_value=None), context:
+        notification = deliver(raw)
+    assert notification.outcome == Outcome.DUPLICATE
+    assert statements.sql == [f"SELECT {SESSION}", f"UPDATE {SESSION}", f"INSERT {NOTIFICATION}"]
+    assert not any("FOR UPDATE" in s for s in statements.all)
+    assert Notification.objects.filter(pk=notification.pk, outcome=Outcome.DUPLICATE).exists()
+    session.refresh_from_db()
+    assert session.stored_duplicates == 1
