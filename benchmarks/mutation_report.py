@@ -56,6 +56,10 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "values it reloads are the ones already there, and reconcile_session reloads the "
         "whole row again before it returns"
     ),
+    ("_run_pipeline", "locked=None,"): (
+        "None is falsy: _apply_verified only ever tests `not locked`, so locked=None is the "
+        "lock-free path exactly as locked=False"
+    ),
     ("check_body_then_csrf", "return protected(request, **kwargs)"): (
         "no URL pattern passes positional arguments to the widget view, and post() ignores "
         "them: dropping *args changes nothing"

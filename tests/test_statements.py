@@ -20,7 +20,7 @@ import responses as responses_lib
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from django_etpay import services
+from django_etpay import services, tokens
 from django_etpay.exceptions import EtpayResponseError
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
 from tests.factories import make_session, mint_jwt, mint_system_error_jwt, signal_mocks
@@ -424,3 +424,39 @@ def test_repeat_falls_back_to_a_transaction_when_the_insert_cannot_be_reused(
     assert Notification.objects.filter(pk=notification.pk, outcome=Outcome.DUPLICATE).exists()
     session.refresh_from_db()
     assert session.stored_duplicates == 1
+
+
+# -- the lock-free path refuses to change anything; a session gone before its lock -------------
+
+
+def test_a_result_read_without_the_lock_may_not_change_the_session() -> None:
+    # The guard behind _changes_nothing(): a system error flags a pending session for
+    # reconciliation (a field changes, no signal), so it must never be applied unlocked.
+    session = make_session()
+    verified = tokens.verify_payment_jwt(mint_system_error_jwt(session), session)
+    with pytest.raises(
+        RuntimeError, match=r"^A result read without the row lock would change the session\.$"
+    ):
+        services._apply_verified(
+            session, verified, channel=Channel.WEBHOOK, raw_body="", remote_addr=None, locked=False
+        )
+    session.refresh_from_db()
+    assert session.needs_reconciliation is False
+    assert Notification.objects.count() == 0
+
+
+def test_a_session_deleted_before_its_lock_is_rejected_as_unknown() -> None:
+    session = make_session()
+    raw = mint_jwt(session)
+    decide = services._changes_nothing
+
+    def delete_then_decide(target: PaymentSession, verified: Any) -> bool:
+        PaymentSession.objects.filter(pk=target.pk).delete()
+        return decide(target, verified)
+
+    with mock.patch.object(services, "_changes_nothing", delete_then_decide):
+        notification = services.process_notification(raw, channel=Channel.WEBHOOK)
+    assert notification.outcome == Outcome.REJECTED
+    assert notification.reason == Reason.UNKNOWN_SESSION
+    assert notification.detail == "No session has the result's session_token."
+    assert notification.session_id is None
