@@ -601,9 +601,25 @@ def _budgeted_insert_sql(
     return sql, params
 
 
-#: (database alias, counter) -> the statement and its fields; ``None`` if Django's INSERT
-#: cannot be reused. Only SQL text derived from the models lives here, never a value.
-_BUDGETED_INSERTS: dict[tuple[str, str], tuple[str, list[Any]] | None] = {}
+#: (database alias, counter) -> the statement and its fields. Only SQL text derived from the
+#: models lives here, never a value. A database whose INSERT cannot be reused is not cached:
+#: the check is cheap, and that database takes the transaction path anyway.
+_BUDGETED_INSERTS: dict[tuple[str, str], tuple[str, list[Any]]] = {}
+
+
+def _insert_head(compiled: list[tuple[str, Any]], field_count: int) -> str | None:
+    """``INSERT INTO ... (columns)`` of Django's compiled single-row INSERT, or ``None``.
+
+    ``None`` unless Django wrote exactly one statement ending in ``VALUES (%s, ...)`` with one
+    placeholder per field: a shape this module does not know is not rewritten.
+    """
+    if len(compiled) != 1:
+        return None
+    # The last " VALUES ": a quoted column name may contain the word too.
+    head, _, values = compiled[0][0].rpartition(" VALUES ")
+    if values != "(" + ", ".join(["%s"] * field_count) + ")":
+        return None
+    return head
 
 
 def _budgeted_insert_template(connection: Any, counter: str) -> tuple[str, list[Any]] | None:
@@ -611,7 +627,9 @@ def _budgeted_insert_template(connection: Any, counter: str) -> tuple[str, list[
 
     Built once per database and counter from Django's own INSERT of a notification (same
     columns, same order), each value cast to its column's type, since values in a ``SELECT``
-    list have no column to take their type from.
+    list have no column to take their type from. Text goes in as ``text``, not as
+    ``varchar(n)``: an explicit cast to ``varchar(n)`` would truncate an over-long value
+    silently, where the column refuses it, as the ORM's INSERT does.
     """
     key = (connection.alias, counter)
     if key in _BUDGETED_INSERTS:
@@ -622,14 +640,12 @@ def _budgeted_insert_template(connection: Any, counter: str) -> tuple[str, list[
     fields = [field for field in meta.local_concrete_fields if not field.primary_key]
     query = InsertQuery(Notification)
     query.insert_values(fields, [Notification()])
-    compiled = query.get_compiler(connection=connection).as_sql()
-    head, _, values = compiled[0][0].partition(" VALUES ") if compiled else ("", "", "")
-    if len(compiled) != 1 or values != "(" + ", ".join(["%s"] * len(fields)) + ")":
-        _BUDGETED_INSERTS[key] = None
+    head = _insert_head(query.get_compiler(connection=connection).as_sql(), len(fields))
+    if head is None:
         return None
     casts = []
     for field in fields:
-        column_type = str(field.db_type(connection) or "text")
+        column_type = str(field.db_type(connection))
         casts.append("%s::text" if column_type.startswith(_TEXT_TYPES) else f"%s::{column_type}")
     quote = connection.ops.quote_name
     table = quote(PaymentSession._meta.db_table)

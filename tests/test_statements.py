@@ -460,3 +460,75 @@ def test_a_session_deleted_before_its_lock_is_rejected_as_unknown() -> None:
     assert notification.reason == Reason.UNKNOWN_SESSION
     assert notification.detail == "No session has the result's session_token."
     assert notification.session_id is None
+
+
+# -- the one-statement INSERT: built per counter, like the ORM's ----------------------------------
+
+
+def test_each_counter_takes_its_own_budget_in_one_process() -> None:
+    # One statement per (database, counter) is kept: a rejection and then a repeat of the same
+    # session must each move their own counter, whichever was built first.
+    session = make_session()
+    assert deliver(mint_jwt(session, key=WRONG_KEY)).outcome == Outcome.REJECTED
+    assert deliver(mint_jwt(session)).outcome == Outcome.ACCEPTED
+    assert deliver(mint_jwt(session)).outcome == Outcome.DUPLICATE
+    assert deliver(mint_jwt(session, key=WRONG_KEY)).outcome == Outcome.REJECTED
+    session.refresh_from_db()
+    assert (session.stored_rejections, session.stored_duplicates) == (2, 1)
+    assert Notification.objects.filter(session=session).count() == 4
+
+
+@pytest.mark.parametrize(
+    ("compiled", "fields", "head"),
+    [
+        ([('INSERT INTO "t" ("a", "b") VALUES (%s, %s)', ())], 2, 'INSERT INTO "t" ("a", "b")'),
+        ([('INSERT INTO "t" ("a", "b") VALUES (%s, %s)', ())], 3, None),
+        ([('INSERT INTO "t" ("a") VALUES (%s) RETURNING "t"."id"', ())], 1, None),
+        ([('INSERT INTO "t" (" VALUES ") VALUES (%s)', ())], 1, 'INSERT INTO "t" (" VALUES ")'),
+        (
+            [('INSERT INTO "t" ("a") VALUES (%s)', ()), ('INSERT INTO "t" ("a") VALUES (%s)', ())],
+            1,
+            None,
+        ),
+    ],
+)
+def test_only_an_insert_of_the_expected_shape_is_rewritten(
+    compiled: list[tuple[str, Any]], fields: int, head: str | None
+) -> None:
+    assert services._insert_head(compiled, fields) == head
+
+
+def test_a_shape_that_cannot_be_reused_is_not_cached() -> None:
+    _session, raw = paid_session()
+    with mock.patch.object(services, "_insert_head", return_value=None):
+        assert deliver(raw).outcome == Outcome.DUPLICATE
+    assert services._BUDGETED_INSERTS == {}
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="the one-statement INSERT is PostgreSQL's"
+)
+def test_the_one_statement_insert_refuses_what_the_orm_refuses() -> None:
+    # A value longer than its column must fail as the ORM's INSERT fails, not be cut short.
+    from django.db import DataError
+
+    session, _raw = paid_session()
+    too_long = Notification(
+        session=session,
+        channel="x" * 200,
+        outcome=Outcome.DUPLICATE,
+        raw_body="{}",
+    )
+    with pytest.raises(DataError):
+        services._save_within_budget(too_long, session.pk, counter="stored_duplicates", cap=10)
+
+
+def test_a_stored_repeat_is_returned_as_a_saved_row() -> None:
+    _session, raw = paid_session()
+    notification = deliver(raw)
+    assert notification.pk is not None
+    loaded = Notification.objects.get(pk=notification.pk)
+    assert (notification._state.adding, notification._state.db) == (
+        loaded._state.adding,
+        loaded._state.db,
+    )
