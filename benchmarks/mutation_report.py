@@ -71,9 +71,6 @@ EQUIVALENT: dict[tuple[str, str], str] = {
     ("_save_within_budget", "alias = router.db_for_write(None)"): _ONE_DATABASE,
     ("_save_within_budget", "with transaction.atomic(using=None):"): _ONE_DATABASE,
     ("_save_within_budget", "notification.save(using=None)"): _ONE_DATABASE,
-    ("_save_within_budget", "notification._state.adding = None"): (
-        "None is falsy: Django only ever tests `_state.adding` for truth"
-    ),
     ("check_body_then_csrf", "return protected(request, **kwargs)"): (
         "no URL pattern passes positional arguments to the widget view, and post() ignores "
         "them: dropping *args changes nothing"
@@ -150,7 +147,7 @@ def rerun_on_postgresql() -> int:
         for name, code in codes.items()
         if code not in KILLED
     )
-    print(f"{len(names)} survivors of the SQLite run, run again on PostgreSQL")
+    print(f"{len(names)} survivors of the SQLite run, run again on PostgreSQL", flush=True)
     if not names:
         return 0
     (ROOT / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
