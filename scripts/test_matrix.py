@@ -78,10 +78,32 @@ def find_interpreters() -> dict[str, str]:
 
 
 def tox_environments(tox: str) -> list[str]:
+    """The environments of tox's ``env_list`` (not the extra ones, such as ``mutation``)."""
     out = subprocess.run(
-        [tox, "list", "--no-desc", "-q"], cwd=ROOT, capture_output=True, text=True, check=True
+        [tox, "config", "--core", "-k", "env_list", "-e", "lint"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    return [line.strip() for line in out.stdout.splitlines() if re.match(r"^[\w.-]+$", line)]
+    return parse_env_list(out.stdout)
+
+
+def parse_env_list(config: str) -> list[str]:
+    """The names under ``env_list =`` in the ``[tox]`` section of ``tox config`` output."""
+    names: list[str] = []
+    section = ""
+    reading = False
+    for line in config.splitlines():
+        if line.startswith("["):
+            section, reading = line.strip(), False
+        elif section == "[tox]" and line.startswith("env_list ="):
+            reading = True
+        elif reading and re.match(r"^\s+[\w.-]+$", line):
+            names.append(line.strip())
+        elif reading:
+            reading = False
+    return names
 
 
 def ensure_tox(venv: Path) -> str:

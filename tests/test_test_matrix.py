@@ -118,3 +118,28 @@ def test_every_environment_of_the_envlist_runs_when_every_python_is_there() -> N
         assert runnable[env] == "/p/3.12"
     only_310 = matrix.plan(envlist, {"3.10": "/p/3.10"})[0]
     assert only_310["package"] == only_310["docs"] == "/p/3.10"
+
+
+def test_the_environments_are_tox_env_list_without_the_extra_ones() -> None:
+    # `tox list` also names environments outside env_list (mutation testing, about a quarter
+    # of an hour): make test and CI ran it although the README says they do not.
+    config = "[testenv:lint]\n\n[tox]\nenv_list =\n  py312-django52\n  heavy\n  lint\nlabels =\n"
+    assert matrix.parse_env_list(config) == ["py312-django52", "heavy", "lint"]
+
+
+def test_tox_environments_reads_the_env_list_from_tox_config(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[list[str]] = []
+
+    class Done:
+        stdout = "[tox]\nenv_list =\n  py312-django52\n  lint\n"
+
+    def run(command: list[str], **kwargs: object) -> Done:
+        calls.append(command)
+        return Done()
+
+    monkeypatch.setattr(matrix.subprocess, "run", run)
+    assert matrix.tox_environments("tox") == ["py312-django52", "lint"]
+    assert calls[0][:2] == ["tox", "config"]
+    assert "env_list" in calls[0]
