@@ -284,3 +284,15 @@ def approve(funnel: Any, *, rut: str = "11.111.111-1", bank: str | None = None) 
 def wait_for_order_page(page: Any, shop: Shop, number: str) -> None:
     """Wait until the browser shows the order's status page (not its pay page)."""
     page.wait_for_url(re.compile(rf"^{re.escape(shop.url)}/orders/{number}/(\?.*)?$"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run a failed browser test once more where pytest-rerunfailures is installed (tox env
+    ``heavy``): Chromium has been seen to stop answering mid-test, which the per-test timeout
+    turns into a failure; the flow itself must still pass on its second run."""
+    if not config.pluginmanager.hasplugin("rerunfailures"):
+        return
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.flaky(reruns=1))
