@@ -742,17 +742,6 @@ def _apply_verified(
     if not locked and (update_fields or signal is not None):
         # _changes_nothing() and the rules above disagree: a programming error, never stored.
         raise RuntimeError("A result read without the row lock would change the session.")
-    cap = int(conf.get_setting("MAX_DUPLICATES_PER_SESSION"))
-    store = signal is not None or (locked and session.stored_duplicates < cap)
-    if signal is None and store:
-        session.stored_duplicates += 1
-        if not update_fields:
-            # Only the counter changed: updated_at keeps saying when the session last changed.
-            PaymentSession.objects.filter(pk=session.pk).update(
-                stored_duplicates=session.stored_duplicates
-            )
-        else:
-            update_fields.append("stored_duplicates")
     if update_fields:
         session.save(update_fields=[*update_fields, "updated_at"])
     notification = _new_notification(
@@ -768,10 +757,20 @@ def _apply_verified(
         raw_body=raw_body,
         remote_addr=remote_addr,
     )
-    if not locked:
-        store = _save_within_budget(notification, session.pk, counter="stored_duplicates", cap=cap)
-    elif store:
+    if signal is not None:
+        # A transition is always recorded; only results that change nothing are budgeted.
         notification.save()
+        store = True
+    else:
+        # One mechanism, locked or not: the counter's conditional UPDATE and the row together
+        # (the counter is not in update_fields, so updated_at keeps saying when the session
+        # last changed).
+        store = _save_within_budget(
+            notification,
+            session.pk,
+            counter="stored_duplicates",
+            cap=int(conf.get_setting("MAX_DUPLICATES_PER_SESSION")),
+        )
     if not store:
         logger.warning(
             "ETpay %s result for session %s changes nothing (%s), not stored: budget used up",
@@ -828,9 +827,7 @@ def _run_pipeline(
         # The token is unique: no ORDER BY to compile or sort.
         session = next(iter(PaymentSession.objects.filter(token=session_token).order_by()), None)
         if session is None:
-            raise EtpayVerificationError(
-                Reason.UNKNOWN_SESSION, "No session has the result's session_token."
-            )
+            raise _unknown_session()
         verified = verify(session)
         tokens.check_against_session(verified, session)
         if _changes_nothing(session, verified):
@@ -848,9 +845,7 @@ def _run_pipeline(
                 None,
             )
             if locked is None:
-                raise EtpayVerificationError(
-                    Reason.UNKNOWN_SESSION, "No session has the result's session_token."
-                )
+                raise _unknown_session()
             session = locked
             # The fields compared never change once ETpay gave the session its token; checked
             # again on the locked row all the same, without decrypting or decoding anything.
@@ -892,6 +887,13 @@ def _run_pipeline(
         remote_addr=remote_addr,
         session=session,
         claims=unverified,
+    )
+
+
+def _unknown_session() -> EtpayVerificationError:
+    """The rejection of a result whose ``session_token`` names no session (any more)."""
+    return EtpayVerificationError(
+        Reason.UNKNOWN_SESSION, "No session has the result's session_token."
     )
 
 
