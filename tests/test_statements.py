@@ -537,3 +537,17 @@ def test_a_stored_repeat_is_returned_as_a_saved_row() -> None:
         loaded._state.adding,
         loaded._state.db,
     )
+
+
+def test_if_the_lock_free_decision_were_wrong_nothing_would_be_applied() -> None:
+    # Should _changes_nothing() ever call a pending session's success harmless, the pipeline
+    # must refuse to apply it without the lock rather than pay the session unlocked.
+    session = make_session()
+    with (
+        mock.patch.object(services, "_changes_nothing", return_value=True),
+        pytest.raises(RuntimeError, match="without the row lock"),
+    ):
+        deliver(mint_jwt(session))
+    session.refresh_from_db()
+    assert session.status == Status.PENDING
+    assert not Notification.objects.filter(outcome=Outcome.ACCEPTED).exists()
