@@ -11,8 +11,11 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from django.db import DatabaseError, connections, router, transaction
 from django.db.models import F
@@ -594,11 +597,7 @@ def _budgeted_insert_sql(
     if template is None:
         return None
     sql, fields = template
-    params = [
-        field.get_db_prep_save(field.pre_save(notification, True), connection=connection)
-        for field in fields
-    ]
-    return sql, params
+    return sql, _params_of(notification, fields, connection)
 
 
 #: (database alias, counter) -> the statement and its fields. Only SQL text derived from the
@@ -625,69 +624,164 @@ def _insert_head(compiled: list[tuple[str, Any]], field_count: int) -> str | Non
 def _budgeted_insert_template(connection: Any, counter: str) -> tuple[str, list[Any]] | None:
     """``WITH taken AS (UPDATE ... counter + 1 ...) INSERT ... SELECT ... FROM taken``.
 
-    Built once per database and counter from Django's own INSERT of a notification (same
-    columns, same order), each value cast to its column's type, since values in a ``SELECT``
-    list have no column to take their type from. Text goes in as ``text``, not as
-    ``varchar(n)``: an explicit cast to ``varchar(n)`` would truncate an over-long value
-    silently, where the column refuses it, as the ORM's INSERT does.
+    Built once per database and counter from Django's own INSERT of a notification (see
+    :func:`_insert_select`).
     """
     key = (connection.alias, counter)
     if key in _BUDGETED_INSERTS:
         return _BUDGETED_INSERTS[key]
-    from django.db.models.sql import InsertQuery
-
-    meta = Notification._meta
-    fields = [field for field in meta.local_concrete_fields if not field.primary_key]
-    query = InsertQuery(Notification)
-    query.insert_values(fields, [Notification()])
-    head = _insert_head(query.get_compiler(connection=connection).as_sql(), len(fields))
-    if head is None:
+    insert = _insert_select(Notification, connection, source="taken")
+    if insert is None:
         return None
-    casts = []
-    for field in fields:
-        column_type = str(field.db_type(connection))
-        casts.append("%s::text" if column_type.startswith(_TEXT_TYPES) else f"%s::{column_type}")
+    insert_sql, fields = insert
     quote = connection.ops.quote_name
     table = quote(PaymentSession._meta.db_table)
     column = quote(counter)
     pk = quote(PaymentSession._meta.pk.column)
-    returning = f"{quote(meta.db_table)}.{quote(meta.pk.column)}"
     sql = (
         f"WITH taken AS (UPDATE {table} SET {column} = {column} + 1 "  # noqa: S608
         f"WHERE {pk} = %s AND {column} < %s RETURNING 1) "
-        f"{head} SELECT {', '.join(casts)} FROM taken RETURNING {returning}"
+        f"{insert_sql} RETURNING {_pk_of(Notification, connection)}"
     )
     _BUDGETED_INSERTS[key] = (sql, fields)
     return sql, fields
 
 
-def _apply_verified(
-    session: PaymentSession,
-    verified: tokens.VerifiedResult,
-    *,
-    channel: str,
-    raw_body: str,
-    remote_addr: str | None,
-    locked: bool = True,
-) -> Notification:
-    """Decide and apply what a verified, cross-checked result does to ``session``.
+#: (database alias, model, source, computed columns) -> the INSERT ... SELECT and its fields.
+_INSERT_SELECTS: dict[tuple[Any, ...], tuple[str, list[Any]]] = {}
 
-    Must run inside ``transaction.atomic()`` with ``session`` locked, unless ``locked`` is
-    false: then ``session`` was read without a lock and :func:`_changes_nothing` holds for it,
-    so there is nothing to apply and only the record is stored (its budget taken atomically,
-    see :func:`_save_within_budget`). The outcome is
-    ``accepted`` exactly when the status changed (so one transition, one accepted record,
-    one signal); every other verified result is ``duplicate``, with a reason when it is not a
-    plain repeat: ``not_applicable`` (the transition rule forbids it, or ETpay's status value
-    is unknown), ``system_error``, ``browser_not_trusted``. Accepted results are always
-    stored; duplicates up to ``MAX_DUPLICATES_PER_SESSION`` per session (the system-error JWT
-    is signed with the public session token, so anyone holding a payment URL can mint them).
-    Their effect on the session (the reconciliation flag) applies beyond the cap too.
+
+def _insert_select(
+    model: type[Any], connection: Any, *, source: str, computed: Mapping[str, str] | None = None
+) -> tuple[str, list[Any]] | None:
+    """``INSERT INTO table (columns) SELECT values FROM source`` for one row of ``model``.
+
+    Built once per database from Django's own INSERT (same columns, same order); ``None``
+    when that INSERT has a shape this does not expect (see :func:`_insert_head`). The values
+    are parameters, one per returned field, each cast to its column's type, since values in a
+    ``SELECT`` list have no column to take their type from; columns named in ``computed``
+    take that SQL expression instead (a column of ``source``) and no parameter. Text goes in
+    as ``text``, not as ``varchar(n)``: an explicit cast to ``varchar(n)`` would truncate an
+    over-long value silently, where the column refuses it, as the ORM's INSERT does.
+    """
+    computed = dict(computed or {})
+    key = (connection.alias, model._meta.label, source, tuple(sorted(computed.items())))
+    if key in _INSERT_SELECTS:
+        return _INSERT_SELECTS[key]
+    from django.db.models.sql import InsertQuery
+
+    fields = [field for field in model._meta.local_concrete_fields if not field.primary_key]
+    query = InsertQuery(model)
+    query.insert_values(fields, [model()])
+    head = _insert_head(query.get_compiler(connection=connection).as_sql(), len(fields))
+    if head is None:
+        return None
+    values = []
+    params = []
+    for field in fields:
+        if field.column in computed:
+            values.append(computed[field.column])
+            continue
+        column_type = str(field.db_type(connection))
+        values.append("%s::text" if column_type.startswith(_TEXT_TYPES) else f"%s::{column_type}")
+        params.append(field)
+    sql = f"{head} SELECT {', '.join(values)} FROM {source}"  # noqa: S608
+    _INSERT_SELECTS[key] = (sql, params)
+    return sql, params
+
+
+def _pk_of(model: type[Any], connection: Any) -> str:
+    """``"table"."pk"``, quoted."""
+    quote = connection.ops.quote_name
+    return f"{quote(model._meta.db_table)}.{quote(model._meta.pk.column)}"
+
+
+def _params_of(instance: Any, fields: list[Any], connection: Any) -> list[Any]:
+    """The values of ``fields`` as the ORM's INSERT prepares them (pre_save, then db prep)."""
+    return [
+        field.get_db_prep_save(field.pre_save(instance, True), connection=connection)
+        for field in fields
+    ]
+
+
+def _transition_sql(
+    connection: Any,
+    session: PaymentSession,
+    status_read: str,
+    changes: Mapping[str, Any],
+    notification: Notification,
+    effect: OutboxEffect,
+) -> tuple[str, list[Any]] | None:
+    """The statement of :func:`_transition_in_one_statement`, with its parameters.
+
+    ``WITH changed AS (UPDATE session ... WHERE id = %s AND status = %s RETURNING 1),
+    recorded AS (INSERT notification ... SELECT ... FROM changed RETURNING id) INSERT outbox
+    effect ... SELECT ..., recorded.id FROM recorded RETURNING id, notification_id``: the two
+    rows exist exactly when the session changed, all in one statement, so atomic without a
+    transaction of its own. ``None`` when Django's INSERTs have a shape this cannot reuse.
+    """
+    quote = connection.ops.quote_name
+    notification_pk = quote(Notification._meta.pk.column)
+    notification_column = OutboxEffect._meta.get_field("notification").column
+    recorded = _insert_select(Notification, connection, source="changed")
+    effected = _insert_select(
+        OutboxEffect,
+        connection,
+        source="recorded",
+        computed={notification_column: f"recorded.{notification_pk}"},
+    )
+    if recorded is None or effected is None:
+        return None
+    meta = PaymentSession._meta
+    assignments = []
+    params = []
+    for name, value in changes.items():
+        field: Any = meta.get_field(name)
+        assignments.append(f"{quote(field.column)} = %s")
+        params.append(field.get_db_prep_save(value, connection=connection))
+    params += [session.pk, status_read]
+    params += _params_of(notification, recorded[1], connection)
+    params += _params_of(effect, effected[1], connection)
+    outbox_table = quote(OutboxEffect._meta.db_table)
+    sql = (
+        f"WITH changed AS (UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "  # noqa: S608
+        f"WHERE {quote(meta.pk.column)} = %s AND {quote(meta.get_field('status').column)} = %s "
+        f"RETURNING 1), "
+        f"recorded AS ({recorded[0]} RETURNING {_pk_of(Notification, connection)}) "
+        f"{effected[0]} RETURNING {_pk_of(OutboxEffect, connection)}, "
+        f"{outbox_table}.{quote(notification_column)}"
+    )
+    return sql, params
+
+
+@dataclass
+class _Decision:
+    """What a verified result does to a session in a given state (see :func:`_decide`)."""
+
+    status_before: str
+    status_after: str
+    #: Session fields to write, with their new values (``updated_at`` is added on save).
+    changes: dict[str, Any]
+    reason: str
+    detail: str
+    #: Set exactly when the status changes: the signal of the transition.
+    signal: Signal | None
+
+
+def _decide(
+    session: PaymentSession, verified: tokens.VerifiedResult, *, channel: str
+) -> _Decision:
+    """The transition rule applied to ``session`` as read; changes nothing, in memory or not.
+
+    The outcome is ``accepted`` exactly when the status changes (so one transition, one
+    accepted record, one signal); every other verified result is ``duplicate``, with a reason
+    when it is not a plain repeat: ``not_applicable`` (the transition rule forbids it, or
+    ETpay's status value is unknown), ``system_error``, ``browser_not_trusted``.
     """
     status_before = session.status
     target = _TARGET_STATUS.get(verified.result)
     trusted = channel not in BROWSER_CHANNELS or bool(conf.get_setting("ACCEPT_BROWSER_RESULTS"))
-    update_fields: list[str] = []
+    changes: dict[str, Any] = {}
     reason = ""
     signal: Signal | None = None
 
@@ -695,8 +789,7 @@ def _apply_verified(
         reason = Reason.SYSTEM_ERROR if verified.system_error else Reason.NOT_APPLICABLE
         detail = "Payment outcome unknown; the session needs reconciling."
         if not session.is_final and not session.needs_reconciliation:
-            session.needs_reconciliation = True
-            update_fields.append("needs_reconciliation")
+            changes["needs_reconciliation"] = True
     elif session.status == target:
         detail = f"Already {target}."
         payment_token = _claim_str(verified.claims, "payment_token", 255)
@@ -716,92 +809,204 @@ def _apply_verified(
         reason = Reason.BROWSER_NOT_TRUSTED
         detail = "Browser results do not change a status (ACCEPT_BROWSER_RESULTS is off)."
         if not session.needs_reconciliation:
-            session.needs_reconciliation = True
-            update_fields.append("needs_reconciliation")
+            changes["needs_reconciliation"] = True
     else:
         now = timezone.now()
-        session.status = target
-        session.completed_at = now
-        update_fields = ["status", "completed_at"]
+        changes = {"status": target, "completed_at": now}
         if target == PaymentSession.Status.PAID:
-            session.paid_at = now
-            update_fields.append("paid_at")
+            changes["paid_at"] = now
             signal = signals.payment_completed
         else:
             signal = signals.payment_failed
         if session.needs_reconciliation:
-            session.needs_reconciliation = False
-            update_fields.append("needs_reconciliation")
+            changes["needs_reconciliation"] = False
         for claim, (field, max_length) in _PAYER_FIELDS.items():
             value = _claim_str(verified.claims, claim, max_length)
             if value:
-                setattr(session, field, value)
-                update_fields.append(field)
+                changes[field] = value
         detail = f"{status_before} -> {target}."
-
-    if not locked and (update_fields or signal is not None):
-        # _changes_nothing() and the rules above disagree: a programming error, never stored.
-        raise RuntimeError("A result read without the row lock would change the session.")
-    if update_fields:
-        session.save(update_fields=[*update_fields, "updated_at"])
-    notification = _new_notification(
-        session=session,
-        channel=channel,
-        outcome=Outcome.ACCEPTED if signal is not None else Outcome.DUPLICATE,
+    return _Decision(
+        status_before=status_before,
+        status_after=changes.get("status", status_before),
+        changes=changes,
         reason=reason,
         detail=detail,
-        result=verified.result,
-        status_before=status_before,
-        status_after=session.status,
-        claims=verified.claims,
-        raw_body=raw_body,
-        remote_addr=remote_addr,
+        signal=signal,
     )
-    if signal is not None:
+
+
+def _apply_verified(
+    session: PaymentSession,
+    verified: tokens.VerifiedResult,
+    *,
+    channel: str,
+    raw_body: str,
+    remote_addr: str | None,
+    locked: bool = True,
+) -> Notification:
+    """Decide (:func:`_decide`) and apply what a verified, cross-checked result does.
+
+    Must run inside ``transaction.atomic()`` with ``session`` locked, unless ``locked`` is
+    false: then ``session`` was read without a lock and :func:`_changes_nothing` holds for it,
+    so there is nothing to apply and only the record is stored (its budget taken atomically,
+    see :func:`_save_within_budget`). Accepted results are always stored; duplicates up to
+    ``MAX_DUPLICATES_PER_SESSION`` per session (the system-error JWT is signed with the public
+    session token, so anyone holding a payment URL can mint them). Their effect on the session
+    (the reconciliation flag) applies beyond the cap too.
+    """
+    decision = _decide(session, verified, channel=channel)
+    if not locked and (decision.changes or decision.signal is not None):
+        # _changes_nothing() and the rules above disagree: a programming error, never stored.
+        raise RuntimeError("A result read without the row lock would change the session.")
+    if decision.changes:
+        for field, value in decision.changes.items():
+            setattr(session, field, value)
+        session.save(update_fields=[*decision.changes, "updated_at"])
+    notification = _notification_of(
+        decision, session, verified, channel=channel, raw_body=raw_body, remote_addr=remote_addr
+    )
+    if decision.signal is not None:
         # A transition is always recorded; only results that change nothing are budgeted.
         notification.save()
-        store = True
-    else:
-        # One mechanism, locked or not: the counter's conditional UPDATE and the row together
-        # (the counter is not in update_fields, so updated_at keeps saying when the session
-        # last changed).
-        store = _save_within_budget(
-            notification,
-            session.pk,
-            counter="stored_duplicates",
-            cap=int(conf.get_setting("MAX_DUPLICATES_PER_SESSION")),
-        )
-    if not store:
-        logger.warning(
-            "ETpay %s result for session %s changes nothing (%s), not stored: budget used up",
-            channel,
-            session.pk,
-            reason or "duplicate",
-        )
-    if signal is not None:
-        logger.info(
-            "ETpay session %s for order %s: %s -> %s (%s)",
-            session.pk,
-            session.merchant_order_id,
-            status_before,
-            session.status,
-            channel,
-        )
+        _log_transition(session, decision, channel)
         # Recorded in this transaction, delivered after commit, re-delivered if this process
         # dies before every receiver finished (see django_etpay.outbox).
         outbox.record(
             _EFFECT_KINDS[session.status],
             session=session,
             notification=notification,
-            previous_status=status_before,
+            previous_status=decision.status_before,
         )
-    else:
-        logger.debug(
-            "ETpay %s result for session %s changes nothing (%s)",
+        return notification
+    # One mechanism, locked or not: the counter's conditional UPDATE and the row together (the
+    # counter is not in the changes, so updated_at keeps saying when the session last changed).
+    stored = _save_within_budget(
+        notification,
+        session.pk,
+        counter="stored_duplicates",
+        cap=int(conf.get_setting("MAX_DUPLICATES_PER_SESSION")),
+    )
+    if not stored:
+        logger.warning(
+            "ETpay %s result for session %s changes nothing (%s), not stored: budget used up",
             channel,
             session.pk,
-            reason or "duplicate",
+            decision.reason or "duplicate",
         )
+    logger.debug(
+        "ETpay %s result for session %s changes nothing (%s)",
+        channel,
+        session.pk,
+        decision.reason or "duplicate",
+    )
+    return notification
+
+
+def _notification_of(
+    decision: _Decision,
+    session: PaymentSession,
+    verified: tokens.VerifiedResult,
+    *,
+    channel: str,
+    raw_body: str,
+    remote_addr: str | None,
+) -> Notification:
+    """The (unsaved) record of ``decision``."""
+    return _new_notification(
+        session=session,
+        channel=channel,
+        outcome=Outcome.ACCEPTED if decision.signal is not None else Outcome.DUPLICATE,
+        reason=decision.reason,
+        detail=decision.detail,
+        result=verified.result,
+        status_before=decision.status_before,
+        status_after=decision.status_after,
+        claims=verified.claims,
+        raw_body=raw_body,
+        remote_addr=remote_addr,
+    )
+
+
+def _log_transition(session: PaymentSession, decision: _Decision, channel: str) -> None:
+    logger.info(
+        "ETpay session %s for order %s: %s -> %s (%s)",
+        session.pk,
+        session.merchant_order_id,
+        decision.status_before,
+        decision.status_after,
+        channel,
+    )
+
+
+def _transition_in_one_statement(
+    session: PaymentSession,
+    verified: tokens.VerifiedResult,
+    *,
+    channel: str,
+    raw_body: str,
+    remote_addr: str | None,
+) -> Notification | None:
+    """On PostgreSQL, apply a transition decided on the row read without a lock, in one statement.
+
+    The statement changes the session only if its status is still the one the decision was
+    made on (``UPDATE ... WHERE id = %s AND status = %s``), and stores the accepted record and
+    the outbox effect in the same statement, only when that ``UPDATE`` changed the row (see
+    :func:`_transition_sql`). PostgreSQL re-checks the condition on the newest version of the
+    row once it holds the row's lock, so of two concurrent deliveries exactly one changes it;
+    and a status never comes back to an earlier one (:meth:`PaymentSession.transition_allowed`),
+    so an unchanged status means the decision still holds. The reconciliation flag is cleared
+    whatever it was read as, as the locked path clears it.
+
+    Returns the accepted notification (its effect delivered after commit), or ``None`` when
+    there is nothing to do here: the decision is not a transition, the database is not
+    PostgreSQL, or the status changed since it was read. The caller then decides again under
+    the row lock.
+    """
+    alias = router.db_for_write(PaymentSession)
+    connection = connections[alias]
+    if connection.vendor != "postgresql":
+        return None
+    decision = _decide(session, verified, channel=channel)
+    if decision.signal is None:
+        return None
+    changes = {**decision.changes, "needs_reconciliation": False, "updated_at": timezone.now()}
+    notification = _notification_of(
+        decision, session, verified, channel=channel, raw_body=raw_body, remote_addr=remote_addr
+    )
+    effect, claim = outbox.new_effect(
+        _EFFECT_KINDS[decision.status_after],
+        session=session,
+        previous_status=decision.status_before,
+    )
+    statement = _transition_sql(
+        connection, session, decision.status_before, changes, notification, effect
+    )
+    if statement is None:
+        return None
+    sql, params = statement
+    # Inside the caller's transaction a failed statement would break it; a savepoint keeps the
+    # caller able to record the failure (the locked path's atomic block does the same).
+    guard = transaction.atomic(using=alias) if connection.in_atomic_block else nullcontext()
+    with guard, connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        logger.debug(
+            "ETpay %s result for session %s: the status changed since it was read; "
+            "deciding again under the row lock",
+            channel,
+            session.pk,
+        )
+        return None
+    for field, value in changes.items():
+        setattr(session, field, value)
+    for instance, pk in ((effect, row[0]), (notification, row[1])):
+        instance.pk = pk
+        instance._state.adding = False
+        instance._state.db = alias
+    effect.notification = notification
+    _log_transition(session, decision, channel)
+    outbox.deliver_on_commit(effect, claim)
     return notification
 
 
@@ -819,13 +1024,15 @@ def _run_pipeline(
     The session is read without a lock and the result verified against it (its key is
     decrypted once, on that instance, and the JWT verified once). A result that cannot change
     the session whatever happens concurrently (:func:`_changes_nothing`) is recorded at once,
-    without a transaction or a row lock. Any other result takes the row lock in a transaction
-    and is decided again on the locked row, which another request may have changed meanwhile.
+    without a transaction or a row lock. On PostgreSQL a transition is then applied in one
+    statement that changes the row only if its status is still the one read
+    (:func:`_transition_in_one_statement`). Any other result, and a transition whose session
+    changed meanwhile, takes the row lock in a transaction and is decided again on the locked
+    row.
     """
     session: PaymentSession | None = None
     try:
-        # The token is unique: no ORDER BY to compile or sort.
-        session = next(iter(PaymentSession.objects.filter(token=session_token).order_by()), None)
+        session = _session_by_token(session_token)
         if session is None:
             raise _unknown_session()
         verified = verify(session)
@@ -839,6 +1046,11 @@ def _run_pipeline(
                 remote_addr=remote_addr,
                 locked=False,
             )
+        applied = _transition_in_one_statement(
+            session, verified, channel=channel, raw_body=raw_body, remote_addr=remote_addr
+        )
+        if applied is not None:
+            return applied
         with transaction.atomic():
             locked = next(
                 iter(PaymentSession.objects.select_for_update().filter(pk=session.pk).order_by()),
@@ -888,6 +1100,59 @@ def _run_pipeline(
         session=session,
         claims=unverified,
     )
+
+
+#: Per database connection (so per thread, as Django's connections are): the compiled SELECT
+#: of a session by its token, the attribute names of its columns, the converters of its values.
+_SESSION_LOOKUPS: WeakKeyDictionary[Any, tuple[str, list[str], dict[int, Any]]] = (
+    WeakKeyDictionary()
+)
+
+#: Stands for the token while the lookup is compiled; never sent to the database.
+_TOKEN_PLACEHOLDER = "django-etpay-token-placeholder"  # noqa: S105 (not a secret)
+
+
+def _session_by_token(token: str) -> PaymentSession | None:
+    """``PaymentSession.objects.filter(token=token).first()``, compiled once per connection.
+
+    Every result starts with this lookup, and Django compiles a queryset into SQL on every
+    evaluation: for this model's forty columns that cost as much as the database round trip.
+    The SQL, its columns and their converters are taken from the ORM's own compiler once per
+    connection; each call runs the SQL and builds the instance with ``Model.from_db`` after
+    the ORM's converters, as the ORM's iteration does.
+    """
+    alias = router.db_for_read(PaymentSession)
+    connection = connections[alias]
+    lookup = _SESSION_LOOKUPS.get(connection)
+    if lookup is None:
+        lookup = _compile_session_lookup(connection)
+        _SESSION_LOOKUPS[connection] = lookup
+    sql, attnames, converters = lookup
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [token])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = list(row)
+    for position, (functions, expression) in converters.items():
+        value = values[position]
+        for function in functions:
+            value = function(value, expression, connection)
+        values[position] = value
+    return PaymentSession.from_db(alias, attnames, values)
+
+
+def _compile_session_lookup(connection: Any) -> tuple[str, list[str], dict[int, Any]]:
+    """The SQL of the lookup by token (no ``ORDER BY``: the token is unique), its columns'
+    attribute names and the converters of their values, from the ORM's compiler."""
+    query = PaymentSession.objects.filter(token=_TOKEN_PLACEHOLDER).order_by().query
+    compiler = query.get_compiler(connection=connection)
+    sql, params = compiler.as_sql()
+    if list(params) != [_TOKEN_PLACEHOLDER]:
+        raise RuntimeError(f"Unexpected parameters compiling the session lookup: {params!r}")
+    columns = [expression for expression, _sql, _alias in compiler.select]
+    attnames = [expression.target.attname for expression in columns]
+    return sql, attnames, compiler.get_converters(columns)
 
 
 def _unknown_session() -> EtpayVerificationError:

@@ -21,8 +21,10 @@ pytest_plugins = ["django_etpay.testing.pytest_plugin"]
 
 @pytest.fixture(autouse=True)
 def _fresh_statement_cache() -> None:
-    """Each test builds the budgeted INSERT itself instead of using one another test built,
+    """Each test builds the one-statement SQL itself instead of using what another test built,
     so that every test exercises the code that writes that SQL (and mutation testing sees it)."""
     from django_etpay import services
 
     services._BUDGETED_INSERTS.clear()
+    services._INSERT_SELECTS.clear()
+    services._SESSION_LOOKUPS.clear()

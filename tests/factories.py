@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from typing import Any
 from unittest import mock
 
 import jwt
+from django.db import connection
 from django.db.models.signals import pre_save
 from django.dispatch import Signal
 
@@ -183,17 +185,33 @@ def load_fixture(name: str, session: PaymentSession, **overrides: Any) -> dict[s
 
 @contextmanager
 def failing_session_saves(message: str = "database went away") -> Iterator[None]:
-    """Make every save of a ``PaymentSession`` raise, as a lost database would."""
+    """Make every change of a ``PaymentSession``'s fields raise, as a lost database would.
+
+    Both ways the library changes a session fail: a model ``save()``, and the one statement
+    that applies a transition on PostgreSQL (``WITH changed AS (UPDATE ...``). The storage
+    budget's counter (``stored_*``) still moves, so that the failure itself can be recorded.
+    """
 
     def explode(sender: Any, **kwargs: Any) -> None:
         raise RuntimeError(message)
 
+    def explode_sql(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if _SESSION_CHANGE.match(sql):
+            raise RuntimeError(message)
+        return execute(sql, params, many, context)
+
     uid = f"tests-explode-{id(explode)}"
     pre_save.connect(explode, sender=PaymentSession, weak=False, dispatch_uid=uid)
     try:
-        yield
+        with connection.execute_wrapper(explode_sql):
+            yield
     finally:
         assert pre_save.disconnect(sender=PaymentSession, dispatch_uid=uid)
+
+
+_SESSION_CHANGE = re.compile(
+    rf'^(?:WITH \w+ AS \()?UPDATE "{PaymentSession._meta.db_table}" SET "(?!stored_)'  # noqa: S608
+)
 
 
 SIGNAL_NAMES = ("payment_completed", "payment_failed", "session_expired", "notification_rejected")

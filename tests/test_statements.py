@@ -43,6 +43,7 @@ REPLY = {"token": "sess-pinned-1", "signature_token": "sig-pinned-" + "k" * 60}
 
 _TABLE = re.compile(r'\b(?:FROM|INTO|UPDATE)\s+"?(\w+)"?', re.IGNORECASE)
 _CONTROL = ("BEGIN", "COMMIT", "ROLLBACK")
+_CTES = ("taken", "changed", "recorded")
 
 
 def describe(sql: str) -> str:
@@ -50,8 +51,8 @@ def describe(sql: str) -> str:
     kind = sql.split()[0].upper()
     if kind in (*_CONTROL, "SAVEPOINT", "RELEASE"):
         return kind
-    # "taken" is the name of the budget's common table expression, not a table.
-    tables = [t for t in dict.fromkeys(_TABLE.findall(sql)) if t != "taken"]
+    # Names of the one-statement paths' common table expressions, not tables.
+    tables = [t for t in dict.fromkeys(_TABLE.findall(sql)) if t not in _CTES]
     lock = " FOR UPDATE" if "FOR UPDATE" in sql.upper() else ""
     return f"{kind} {','.join(tables)}{lock}"
 
@@ -127,7 +128,7 @@ def paid_session() -> tuple[PaymentSession, str]:
 # -- notification paths ---------------------------------------------------------------------
 
 
-def test_first_delivery_locks_changes_records_and_marks_its_effect(
+def test_first_delivery_changes_records_and_marks_its_effect(
     captured: Any, receivers: dict[str, mock.MagicMock]
 ) -> None:
     session = make_session()
@@ -136,8 +137,42 @@ def test_first_delivery_locks_changes_records_and_marks_its_effect(
     with context:
         notification = deliver(raw)
     assert notification.outcome == Outcome.ACCEPTED
-    # Read, then lock and re-read in a transaction; change, record, outbox effect; after
-    # commit the effect is marked delivered.
+    if connection.vendor == "postgresql":
+        # Read; change the session if it is still pending, record the result and the outbox
+        # effect, in one statement; the effect marked delivered after the receivers ran.
+        assert statements.sql == [
+            f"SELECT {SESSION}",
+            f"WITH {SESSION},{NOTIFICATION},{OUTBOX}",
+            f"UPDATE {OUTBOX}",
+        ]
+        assert statements.control == []
+    else:
+        # Read, then lock and re-read in a transaction; change, record, outbox effect; after
+        # commit the effect is marked delivered.
+        assert statements.sql == [
+            f"SELECT {SESSION}",
+            locked(SESSION),
+            f"UPDATE {SESSION}",
+            f"INSERT {NOTIFICATION}",
+            f"INSERT {OUTBOX}",
+            f"UPDATE {OUTBOX}",
+        ]
+        assert statements.control == transactions(1)
+        if statements.control:
+            # The transaction opens after the first read and closes before the effect's update.
+            assert statements.all.index("BEGIN") == 1
+            assert statements.all.index("COMMIT") == len(statements.all) - 2
+    receivers["payment_completed"].assert_called_once()
+
+
+def test_first_delivery_under_the_lock_when_the_one_statement_cannot_be_built(
+    captured: Any, receivers: dict[str, mock.MagicMock]
+) -> None:
+    session = make_session()
+    context, statements = captured()
+    with mock.patch.object(services, "_insert_head", return_value=None), context:
+        notification = deliver(mint_jwt(session))
+    assert notification.outcome == Outcome.ACCEPTED
     assert statements.sql == [
         f"SELECT {SESSION}",
         locked(SESSION),
@@ -146,12 +181,9 @@ def test_first_delivery_locks_changes_records_and_marks_its_effect(
         f"INSERT {OUTBOX}",
         f"UPDATE {OUTBOX}",
     ]
-    assert statements.control == transactions(1)
-    if statements.control:
-        # The transaction opens after the first read and closes before the effect's update.
-        assert statements.all.index("BEGIN") == 1
-        assert statements.all.index("COMMIT") == len(statements.all) - 2
+    assert services._INSERT_SELECTS == {}
     receivers["payment_completed"].assert_called_once()
+    assert PaymentSession.objects.get(pk=session.pk).status == Status.PAID
 
 
 def test_repeat_takes_no_lock_and_no_transaction(captured: Any) -> None:
