@@ -68,6 +68,17 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "None is falsy: _apply_verified only ever tests `not locked`, so locked=None is the "
         "lock-free path exactly as locked=False"
     ),
+    ("_session_by_token", "alias = router.db_for_read(None)"): _ONE_DATABASE,
+    ("_session_by_token", "return PaymentSession.from_db(alias, None, values)"): (
+        "Model.from_db reads the field names only when it is given fewer values than the "
+        "model has columns; the lookup selects every column, in order, which "
+        "_compile_session_lookup checks"
+    ),
+    ("_transition_in_one_statement", "alias = router.db_for_write(None)"): _ONE_DATABASE,
+    (
+        "_transition_in_one_statement",
+        "guard = transaction.atomic(using=None) if connection.in_atomic_block else nullcontext()",
+    ): _ONE_DATABASE,
     ("_save_within_budget", "alias = router.db_for_write(None)"): _ONE_DATABASE,
     ("_save_within_budget", "with transaction.atomic(using=None):"): _ONE_DATABASE,
     ("_save_within_budget", "notification.save(using=None)"): _ONE_DATABASE,

@@ -1103,8 +1103,9 @@ def _run_pipeline(
 
 
 #: Per database connection (so per thread, as Django's connections are): the compiled SELECT
-#: of a session by its token, the attribute names of its columns, the converters of its values.
-_SESSION_LOOKUPS: WeakKeyDictionary[Any, tuple[str, list[str], dict[int, Any]]] = (
+#: of a session by its token, the attribute names of its columns, the compiler that applies
+#: the ORM's converters to its values, and those converters.
+_SESSION_LOOKUPS: WeakKeyDictionary[Any, tuple[str, list[str], Any, dict[int, Any]]] = (
     WeakKeyDictionary()
 )
 
@@ -1118,8 +1119,8 @@ def _session_by_token(token: str) -> PaymentSession | None:
     Every result starts with this lookup, and Django compiles a queryset into SQL on every
     evaluation: for this model's forty columns that cost as much as the database round trip.
     The SQL, its columns and their converters are taken from the ORM's own compiler once per
-    connection; each call runs the SQL and builds the instance with ``Model.from_db`` after
-    the ORM's converters, as the ORM's iteration does.
+    connection; each call runs the SQL, has that compiler convert the row and builds the
+    instance with ``Model.from_db``, as the ORM's iteration does.
     """
     alias = router.db_for_read(PaymentSession)
     connection = connections[alias]
@@ -1127,32 +1128,30 @@ def _session_by_token(token: str) -> PaymentSession | None:
     if lookup is None:
         lookup = _compile_session_lookup(connection)
         _SESSION_LOOKUPS[connection] = lookup
-    sql, attnames, converters = lookup
+    sql, attnames, compiler, converters = lookup
     with connection.cursor() as cursor:
         cursor.execute(sql, [token])
         row = cursor.fetchone()
     if row is None:
         return None
-    values = list(row)
-    for position, (functions, expression) in converters.items():
-        value = values[position]
-        for function in functions:
-            value = function(value, expression, connection)
-        values[position] = value
+    [values] = compiler.apply_converters([row], converters)
     return PaymentSession.from_db(alias, attnames, values)
 
 
-def _compile_session_lookup(connection: Any) -> tuple[str, list[str], dict[int, Any]]:
+def _compile_session_lookup(connection: Any) -> tuple[str, list[str], Any, dict[int, Any]]:
     """The SQL of the lookup by token (no ``ORDER BY``: the token is unique), its columns'
-    attribute names and the converters of their values, from the ORM's compiler."""
+    attribute names, its compiler and the converters of its values, from the ORM."""
     query = PaymentSession.objects.filter(token=_TOKEN_PLACEHOLDER).order_by().query
     compiler = query.get_compiler(connection=connection)
     sql, params = compiler.as_sql()
-    if list(params) != [_TOKEN_PLACEHOLDER]:
-        raise RuntimeError(f"Unexpected parameters compiling the session lookup: {params!r}")
     columns = [expression for expression, _sql, _alias in compiler.select]
     attnames = [expression.target.attname for expression in columns]
-    return sql, attnames, compiler.get_converters(columns)
+    # One parameter, the token; every column of the model, in the model's order (what
+    # Model.from_db takes without field names).
+    concrete = [field.attname for field in PaymentSession._meta.concrete_fields]
+    if list(params) != [_TOKEN_PLACEHOLDER] or attnames != concrete:
+        raise RuntimeError(f"Unexpected session lookup compiled: {sql!r} with {params!r}")
+    return sql, attnames, compiler, compiler.get_converters(columns)
 
 
 def _unknown_session() -> EtpayVerificationError:

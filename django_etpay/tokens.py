@@ -15,6 +15,7 @@ reason only: never the JWT, its signature or the key.
 from __future__ import annotations
 
 import base64
+import binascii
 import hmac
 import json
 import logging
@@ -154,29 +155,32 @@ def _read_plain(text: str) -> dict[str, Any] | None:
     """
     if not _PLAIN_JWT.fullmatch(text):
         return None
-    header_segment, payload_segment, signature_segment = text.split(".")
+    header, payload, signature = (_canonical_b64url(segment) for segment in text.split("."))
+    # PyJWT decodes the signature too, and refuses any segment that is not base64url in its
+    # one canonical spelling (2.10 and later).
+    if header is None or payload is None or signature is None:
+        return None
     try:
-        # PyJWT decodes the signature too, and refuses any segment that is not base64url in
-        # its one canonical spelling (2.10 and later).
-        _canonical_b64url(signature_segment)
-        header = json.loads(_canonical_b64url(header_segment))
-        payload = json.loads(_canonical_b64url(payload_segment))
+        header_claims = json.loads(header)
+        claims = json.loads(payload)
     except Exception:
         # Whatever the reason (not UTF-8, not JSON, nested too deep), PyJWT decides.
         return None
-    if not isinstance(header, dict) or not isinstance(payload, dict):
+    if not isinstance(header_claims, dict) or not isinstance(claims, dict):
         return None
-    if not header.keys() <= _PLAIN_HEADER:
+    if not header_claims.keys() <= _PLAIN_HEADER:
         return None
-    return payload
+    return claims
 
 
-def _canonical_b64url(segment: str) -> bytes:
-    """The bytes ``segment`` encodes; ``ValueError`` unless it is their only unpadded spelling."""
-    decoded = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != segment.encode():
-        raise ValueError("Not canonical base64url.")
-    return decoded
+def _canonical_b64url(segment: str) -> bytes | None:
+    """The bytes ``segment`` encodes, or ``None`` unless it is their one unpadded spelling."""
+    try:
+        # Two "=" are the most a segment lacks; Python's decoder ignores any it does not need.
+        decoded = base64.urlsafe_b64decode(segment + "==")
+    except binascii.Error:
+        return None
+    return decoded if base64.urlsafe_b64encode(decoded).rstrip(b"=") == segment.encode() else None
 
 
 def session_token_of(claims: Mapping[str, Any]) -> str:

@@ -164,6 +164,43 @@ def test_what_it_returns_is_what_it_stored() -> None:
     assert OutboxEffect.objects.count() == 1
 
 
+def test_the_effect_it_delivers_is_the_saved_row() -> None:
+    session = make_session()
+    with mock.patch.object(
+        services.outbox, "deliver_on_commit", wraps=services.outbox.deliver_on_commit
+    ) as deliver_on_commit:
+        notification = deliver(mint_jwt(session))
+    [(effect, claim), _kwargs] = deliver_on_commit.call_args
+    stored = OutboxEffect.objects.get(session=session)
+    assert (effect.pk, effect._state.adding, effect._state.db) == (stored.pk, False, "default")
+    assert effect.notification is notification
+    assert effect.session is notification.session
+    assert claim == effect.claim != ""
+
+
+@pytest.mark.parametrize("model", [Notification, OutboxEffect])
+def test_without_either_insert_the_transition_goes_under_the_lock(
+    model: type[Any], receivers: dict[str, mock.MagicMock]
+) -> None:
+    # Each INSERT is built from Django's own; when either cannot be, no statement is sent.
+    real = services._insert_select
+
+    def not_for(shape: type[Any], *args: Any, **kwargs: Any) -> Any:
+        return None if shape is model else real(shape, *args, **kwargs)
+
+    session = make_session()
+    with (
+        mock.patch.object(services, "_insert_select", side_effect=not_for),
+        CaptureQueriesContext(connection) as queries,
+    ):
+        notification = deliver(mint_jwt(session))
+    assert notification.outcome == Outcome.ACCEPTED
+    sent = [q["sql"] for q in queries.captured_queries]
+    assert not any(sql.startswith("WITH changed") for sql in sent)
+    assert any("FOR UPDATE" in sql for sql in sent)
+    receivers["payment_completed"].assert_called_once()
+
+
 def test_a_status_changed_after_the_read_is_decided_again_under_the_lock(
     receivers: dict[str, mock.MagicMock], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -137,3 +137,11 @@ def test_near_misses_of_a_result_read_as_pyjwt_reads_them() -> None:
         assert plain == pyjwt(text), text
     # Most substitutions in the signature keep the text plain: the comparison is not empty.
     assert quick > 100
+
+
+def test_a_segment_may_end_in_any_base64url_character() -> None:
+    # 33 bytes make 44 characters without spare bits: every last character is canonical.
+    for last in range(64):
+        signature = b64(bytes(32) + bytes([last]))
+        text = compact({"alg": "HS256", "typ": "JWT"}, CLAIMS, signature=signature)
+        assert tokens._read_plain(text) == CLAIMS == pyjwt(text), signature[-1]

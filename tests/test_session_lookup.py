@@ -67,16 +67,30 @@ def test_it_is_compiled_once_per_connection() -> None:
     assert list(services._SESSION_LOOKUPS) == [default]
     # The token travels as a parameter: the same SQL both times, one statement each.
     assert len(queries.captured_queries) == 2
-    sql, _attnames, _converters = services._SESSION_LOOKUPS[default]
+    sql, attnames, _compiler, _converters = services._SESSION_LOOKUPS[default]
+    assert attnames == [field.attname for field in PaymentSession._meta.concrete_fields]
     assert "django-etpay-token-placeholder" not in sql
     assert sql.count("%s") == 1
 
 
-def test_a_lookup_compiled_with_unexpected_parameters_is_refused() -> None:
-    query = mock.Mock()
-    query.get_compiler.return_value.as_sql.return_value = ("SELECT ...", ("x", 1))
-    expected = r"^Unexpected parameters compiling the session lookup: \('x', 1\)$"
-    with mock.patch.object(PaymentSession.objects, "filter") as filter_:
-        filter_.return_value.order_by.return_value.query = query
-        with pytest.raises(RuntimeError, match=expected):
-            services._compile_session_lookup(connection)
+@pytest.mark.parametrize(
+    "compile_instead",
+    [
+        # Another parameter than the token.
+        lambda real, **kwargs: real(token="other", status="pending"),
+        # Not every column of the model.
+        lambda real, **kwargs: real(**kwargs).only("id", "token"),
+    ],
+)
+def test_a_lookup_compiled_otherwise_is_refused(compile_instead: Any) -> None:
+    real = PaymentSession.objects.filter
+    with (
+        mock.patch.object(
+            PaymentSession.objects,
+            "filter",
+            side_effect=lambda **kwargs: compile_instead(real, **kwargs),
+        ),
+        pytest.raises(RuntimeError, match=r"^Unexpected session lookup compiled: 'SELECT "),
+    ):
+        services._compile_session_lookup(connections["default"])
+    assert services._SESSION_LOOKUPS == {}
