@@ -15,7 +15,6 @@ reason only: never the JWT, its signature or the key.
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 import json
 import logging
@@ -155,16 +154,15 @@ def _read_plain(text: str) -> dict[str, Any] | None:
     """
     if not _PLAIN_JWT.fullmatch(text):
         return None
-    header, payload, signature = (_canonical_b64url(segment) for segment in text.split("."))
-    # PyJWT decodes the signature too, and refuses any segment that is not base64url in its
-    # one canonical spelling (2.10 and later).
-    if header is None or payload is None or signature is None:
-        return None
     try:
+        # PyJWT decodes the signature too, and refuses any segment that is not base64url in
+        # its one canonical spelling (2.10 and later).
+        header, payload, _signature = [_canonical_b64url(part) for part in text.split(".")]
         header_claims = json.loads(header)
         claims = json.loads(payload)
     except Exception:
-        # Whatever the reason (not UTF-8, not JSON, nested too deep), PyJWT decides.
+        # Whatever the reason (not base64url, not UTF-8, not JSON, nested too deep), PyJWT
+        # decides.
         return None
     if not isinstance(header_claims, dict) or not isinstance(claims, dict):
         return None
@@ -173,14 +171,13 @@ def _read_plain(text: str) -> dict[str, Any] | None:
     return claims
 
 
-def _canonical_b64url(segment: str) -> bytes | None:
-    """The bytes ``segment`` encodes, or ``None`` unless it is their one unpadded spelling."""
-    try:
-        # Two "=" are the most a segment lacks; Python's decoder ignores any it does not need.
-        decoded = base64.urlsafe_b64decode(segment + "==")
-    except binascii.Error:
-        return None
-    return decoded if base64.urlsafe_b64encode(decoded).rstrip(b"=") == segment.encode() else None
+def _canonical_b64url(segment: str) -> bytes:
+    """The bytes ``segment`` encodes; ``ValueError`` unless it is their one unpadded spelling."""
+    # Two "=" are the most a segment lacks; Python's decoder ignores any it does not need.
+    decoded = base64.urlsafe_b64decode(segment + "==")
+    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != segment.encode():
+        raise ValueError
+    return decoded
 
 
 def session_token_of(claims: Mapping[str, Any]) -> str:
