@@ -1000,11 +1000,11 @@ def _transition_in_one_statement(
         return None
     for field, value in changes.items():
         setattr(session, field, value)
+    effect.notification = notification
     for instance, pk in ((effect, row[0]), (notification, row[1])):
         instance.pk = pk
         instance._state.adding = False
         instance._state.db = alias
-    effect.notification = notification
     _log_transition(session, decision, channel)
     outbox.deliver_on_commit(effect, claim)
     return notification
