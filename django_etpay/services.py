@@ -600,12 +600,6 @@ def _budgeted_insert_sql(
     return sql, _params_of(notification, fields, connection)
 
 
-#: (database alias, counter) -> the statement and its fields. Only SQL text derived from the
-#: models lives here, never a value. A database whose INSERT cannot be reused is not cached:
-#: the check is cheap, and that database takes the transaction path anyway.
-_BUDGETED_INSERTS: dict[tuple[str, str], tuple[str, list[Any]]] = {}
-
-
 def _insert_head(compiled: list[tuple[str, Any]], field_count: int) -> str | None:
     """``INSERT INTO ... (columns)`` of Django's compiled single-row INSERT, or ``None``.
 
@@ -624,12 +618,9 @@ def _insert_head(compiled: list[tuple[str, Any]], field_count: int) -> str | Non
 def _budgeted_insert_template(connection: Any, counter: str) -> tuple[str, list[Any]] | None:
     """``WITH taken AS (UPDATE ... counter + 1 ...) INSERT ... SELECT ... FROM taken``.
 
-    Built once per database and counter from Django's own INSERT of a notification (see
-    :func:`_insert_select`).
+    Around the INSERT built once per database from Django's own (see :func:`_insert_select`,
+    which caches it; what is added here is a few names).
     """
-    key = (connection.alias, counter)
-    if key in _BUDGETED_INSERTS:
-        return _BUDGETED_INSERTS[key]
     insert = _insert_select(Notification, connection, source="taken")
     if insert is None:
         return None
@@ -643,11 +634,12 @@ def _budgeted_insert_template(connection: Any, counter: str) -> tuple[str, list[
         f"WHERE {pk} = %s AND {column} < %s RETURNING 1) "
         f"{insert_sql} RETURNING {_pk_of(Notification, connection)}"
     )
-    _BUDGETED_INSERTS[key] = (sql, fields)
     return sql, fields
 
 
 #: (database alias, model, source, computed columns) -> the INSERT ... SELECT and its fields.
+#: Only SQL text derived from the models lives here, never a value. A database whose INSERT
+#: cannot be reused is not cached: the check is cheap, and it takes the transaction path.
 _INSERT_SELECTS: dict[tuple[Any, ...], tuple[str, list[Any]]] = {}
 
 

@@ -25,6 +25,5 @@ def _fresh_statement_cache() -> None:
     so that every test exercises the code that writes that SQL (and mutation testing sees it)."""
     from django_etpay import services
 
-    services._BUDGETED_INSERTS.clear()
     services._INSERT_SELECTS.clear()
     services._SESSION_LOOKUPS.clear()

@@ -99,6 +99,19 @@ def locked(table: str) -> str:
     return f"SELECT {table}{suffix}"
 
 
+def first_delivery_under_the_lock() -> list[str]:
+    """Read, then lock and re-read in a transaction; change, record, outbox effect; after
+    commit the effect is marked delivered."""
+    return [
+        f"SELECT {SESSION}",
+        locked(SESSION),
+        f"UPDATE {SESSION}",
+        f"INSERT {NOTIFICATION}",
+        f"INSERT {OUTBOX}",
+        f"UPDATE {OUTBOX}",
+    ]
+
+
 def budgeted_insert(counter_table: str = SESSION) -> list[str]:
     """Taking a storage budget unit and storing the row: one statement on PostgreSQL."""
     if connection.vendor == "postgresql":
@@ -147,16 +160,7 @@ def test_first_delivery_changes_records_and_marks_its_effect(
         ]
         assert statements.control == []
     else:
-        # Read, then lock and re-read in a transaction; change, record, outbox effect; after
-        # commit the effect is marked delivered.
-        assert statements.sql == [
-            f"SELECT {SESSION}",
-            locked(SESSION),
-            f"UPDATE {SESSION}",
-            f"INSERT {NOTIFICATION}",
-            f"INSERT {OUTBOX}",
-            f"UPDATE {OUTBOX}",
-        ]
+        assert statements.sql == first_delivery_under_the_lock()
         assert statements.control == transactions(1)
         if statements.control:
             # The transaction opens after the first read and closes before the effect's update.
@@ -173,14 +177,7 @@ def test_first_delivery_under_the_lock_when_the_one_statement_cannot_be_built(
     with mock.patch.object(services, "_insert_head", return_value=None), context:
         notification = deliver(mint_jwt(session))
     assert notification.outcome == Outcome.ACCEPTED
-    assert statements.sql == [
-        f"SELECT {SESSION}",
-        locked(SESSION),
-        f"UPDATE {SESSION}",
-        f"INSERT {NOTIFICATION}",
-        f"INSERT {OUTBOX}",
-        f"UPDATE {OUTBOX}",
-    ]
+    assert statements.sql == first_delivery_under_the_lock()
     assert services._INSERT_SELECTS == {}
     receivers["payment_completed"].assert_called_once()
     assert PaymentSession.objects.get(pk=session.pk).status == Status.PAID
@@ -537,9 +534,10 @@ def test_only_an_insert_of_the_expected_shape_is_rewritten(
 
 def test_a_shape_that_cannot_be_reused_is_not_cached() -> None:
     _session, raw = paid_session()
+    services._INSERT_SELECTS.clear()  # what the first delivery built
     with mock.patch.object(services, "_insert_head", return_value=None):
         assert deliver(raw).outcome == Outcome.DUPLICATE
-    assert services._BUDGETED_INSERTS == {}
+    assert services._INSERT_SELECTS == {}
 
 
 @pytest.mark.skipif(
