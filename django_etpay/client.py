@@ -1,29 +1,30 @@
 """HTTP access to ETpay's API, and nothing else.
 
-:class:`EtpayClient` owns one ``requests.Session``, sends JSON bodies with a User-Agent naming
-this app, applies ``ETPAY["TIMEOUT"]`` to every socket operation and ``ETPAY["TOTAL_TIMEOUT"]``
-to the whole call, caps the size of replies, and maps every failure to an
-:class:`~django_etpay.exceptions.EtpayAPIError` subclass in one place. It never logs a request
-body: bodies carry ``merchant_api_token``.
+:class:`EtpayClient` owns one ``requests.Session``. A call to ETpay:
 
-:func:`get_client` returns the one shared client of a merchant account in this process, so
-that calls reuse kept-alive TCP and TLS connections instead of paying both handshakes on every
-call. Shared clients are safe to use from many threads, are replaced when the ``ETPAY``
-setting changes, are closed at interpreter exit, and are never carried across ``fork()``: a
-forked process (a gunicorn worker, a task worker) starts with fresh clients and closes its
-copies of the parent's sockets without touching the parent's connections.
+1. is given a total deadline, ``ETPAY["TOTAL_TIMEOUT"]``, from its start;
+2. is sent, and sent again only while the connection never opened (nothing was written),
+   up to ``ETPAY["CONNECT_RETRIES"]`` more times;
+3. reads its reply through a reader that gives every socket read the read timeout or the time
+   left, whichever is shorter, and fails once no time is left; requests' own timeouts bound
+   each read, not the call, so a server dripping bytes would otherwise hold it indefinitely;
+4. refuses a reply over ``ETPAY["MAX_RESPONSE_BYTES"]``;
+5. maps every failure to an :class:`~django_etpay.exceptions.EtpayAPIError` subclass in one
+   place (:meth:`EtpayClient._map_exception`), saying whether ETpay may have acted.
 
-The total deadline of every call is kept by one watchdog thread per process, which holds the
-deadlines of all calls in flight in a heap and shuts down the socket of a call whose deadline
-passes.
+No request body is ever logged: bodies carry ``merchant_api_token``.
+
+:func:`get_client` hands out one shared client per merchant account and process, so that calls
+reuse kept-alive TCP and TLS connections; it is rebuilt when the ``ETPAY`` setting changes,
+closed at exit and never carried across ``fork()``.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextvars
-import heapq
-import itertools
+import http.client
+import io
 import json
 import logging
 import os
@@ -33,7 +34,8 @@ import threading
 import time
 import weakref
 from contextlib import suppress
-from http.cookiejar import CookiePolicy
+from dataclasses import dataclass
+from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 
 import requests
@@ -42,9 +44,8 @@ from django.views.decorators.debug import sensitive_variables
 from requests.adapters import BaseAdapter, HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import MaxRetryError, NewConnectionError, ReadTimeoutError
-from urllib3.poolmanager import PoolManager, ProxyManager
-from urllib3.util.retry import Retry
+from urllib3.exceptions import MaxRetryError, NewConnectionError, ProxyError, ReadTimeoutError
+from urllib3.poolmanager import ProxyManager
 
 from django_etpay import __version__, conf
 from django_etpay.exceptions import (
@@ -66,275 +67,161 @@ MAX_TOKEN_LENGTH = 255
 
 USER_AGENT = f"django-etpay/{__version__} python-requests/{requests.__version__}"
 
-
-# -- the total deadline of a call --------------------------------------------------------------
-
-
-class _Deadline:
-    """Cuts the socket of one call when its total deadline passes.
-
-    requests' timeouts bound each socket read, not the whole call: a server that sends one
-    byte every few seconds keeps a call alive indefinitely. The process's watchdog shuts the
-    socket down at the deadline, which wakes the blocked read at once.
-    """
-
-    __slots__ = ("_lock", "_sock", "expired", "finished", "seconds", "when")
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.when = time.monotonic() + seconds
-        self.expired = False
-        # Set when the call has ended; read without the lock by the watchdog, which only uses
-        # it to drop the entry early (``_expire`` re-checks it under the lock).
-        self.finished = False
-        self._lock = threading.Lock()
-        self._sock: socket.socket | None = None
-
-    def attach(self, connection: HTTPConnection) -> None:
-        with self._lock:
-            # Keep the socket itself: on a close-delimited reply http.client drops
-            # ``connection.sock`` while the body is still being read from it.
-            self._sock = getattr(connection, "sock", None)
-            if self.expired:
-                self._shutdown()
-
-    def _expire(self) -> None:
-        with self._lock:
-            # A call that has ended may already have handed its kept-alive connection to
-            # another call: never touch its socket then.
-            if self.finished:
-                return
-            self.expired = True
-            self._shutdown()
-
-    def _shutdown(self) -> None:
-        sock = self._sock
-        if sock is not None:
-            with suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def __enter__(self) -> _Deadline:
-        _watchdog.schedule(self)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with self._lock:
-            self.finished = True
-            self._sock = None
+#: Seconds to wait before the n-th connect retry is ``RETRY_BACKOFF * n``.
+RETRY_BACKOFF = 0.1
 
 
-class _Watchdog:
-    """One thread per process that expires the deadlines of the calls in flight.
-
-    Deadlines wait in a heap ordered by time. A call that ends marks its deadline finished;
-    finished entries are dropped when they reach the top of the heap, or all at once when
-    they outnumber the live ones, so the heap stays proportional to the calls in flight.
-    The thread starts with the first call and is started again in a forked child.
-    """
-
-    def __init__(self) -> None:
-        self._condition = threading.Condition(threading.Lock())
-        self._heap: list[tuple[float, int, _Deadline]] = []
-        self._sequence = itertools.count()
-        self._compact_at = 64
-        self._thread: threading.Thread | None = None
-
-    def schedule(self, deadline: _Deadline) -> None:
-        entry = (deadline.when, next(self._sequence), deadline)
-        with self._condition:
-            heap = self._heap
-            if len(heap) >= self._compact_at:
-                heap[:] = [item for item in heap if not item[2].finished]
-                heapq.heapify(heap)
-                self._compact_at = max(64, 2 * len(heap))
-            heapq.heappush(heap, entry)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="django-etpay-deadlines", daemon=True
-                )
-                self._thread.start()
-            elif heap[0] is entry:
-                # The new deadline is the nearest: wake the thread to sleep less.
-                self._condition.notify()
-
-    def pending(self) -> int:
-        """Deadlines of calls still in flight (for tests: it must fall back to zero)."""
-        with self._condition:
-            return sum(1 for item in self._heap if not item[2].finished)
-
-    def _run(self) -> None:
-        while True:
-            with self._condition:
-                heap = self._heap
-                while True:
-                    while heap and heap[0][2].finished:
-                        heapq.heappop(heap)
-                    if not heap:
-                        self._condition.wait()
-                        continue
-                    delay = heap[0][0] - time.monotonic()
-                    if delay <= 0:
-                        due = heapq.heappop(heap)[2]
-                        break
-                    self._condition.wait(delay)
-            # Outside the heap's lock: shutting a socket down is quick, but never block
-            # scheduling on it.
-            due._expire()
+# -- the limits of the call in progress, applied to our own connections -------------------------
 
 
-_watchdog = _Watchdog()
+@dataclass(frozen=True)
+class _Limits:
+    """What the connections of one call must respect; see :data:`_current_call`."""
 
-_current_deadline: contextvars.ContextVar[_Deadline | None] = contextvars.ContextVar(
-    "django_etpay_deadline", default=None
+    deadline: float  # time.monotonic() value
+    read_timeout: float
+    keepalive_idle: float
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+#: Set by :meth:`EtpayClient._post` for the duration of a call. requests runs the call in the
+#: caller's thread, so the connection code below reads the limits of its own call from here.
+_current_call: contextvars.ContextVar[_Limits | None] = contextvars.ContextVar(
+    "django_etpay_call", default=None
 )
 
 
-# -- connections: deadlines, idle limit, fork safety --------------------------------------------
+class _ReadsWithinDeadline(io.RawIOBase):
+    """The socket reads of one reply, each given ``min(read timeout, time left)``.
+
+    A read that finds no time left raises ``TimeoutError``, as a timed-out socket read does,
+    so urllib3 and requests report it as a read timeout. The status line and headers are read
+    through here too: http.client reads them before requests returns the response, so a check
+    between body chunks alone could not cut a server that drips its headers.
+    """
+
+    def __init__(self, sock: socket.socket, limits: _Limits) -> None:
+        super().__init__()
+        self._sock = sock
+        # The socket's own unbuffered file: it counts as an open file of the socket, so a
+        # close-delimited reply stays readable after the connection drops the socket.
+        self._raw = sock.makefile("rb", buffering=0)
+        self._limits = limits
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        left = self._limits.left()
+        if left <= 0:
+            raise TimeoutError("the total deadline of the call has passed")
+        self._sock.settimeout(min(self._limits.read_timeout, left))
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class _SocketForReply:
+    """What :class:`_ReplyWithinDeadline` hands http.client instead of the socket.
+
+    ``http.client.HTTPResponse`` uses its socket for one thing only, ``makefile("rb")``.
+    """
+
+    def __init__(self, sock: socket.socket, limits: _Limits) -> None:
+        self._sock = sock
+        self._limits = limits
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(_ReadsWithinDeadline(self._sock, self._limits))
+
+
+class _ReplyWithinDeadline(http.client.HTTPResponse):
+    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+        limits = _current_call.get()
+        if limits is not None:
+            sock = _SocketForReply(sock, limits)  # type: ignore[assignment]
+        super().__init__(sock, *args, **kwargs)
+
 
 #: Every connection this process opened to ETpay, so that a forked child can close its copies.
 _open_connections: weakref.WeakSet[HTTPConnection] = weakref.WeakSet()
-#: Guards the two weak sets of connections and clients (renewed in a forked child).
-_tracking_lock = threading.Lock()
+_open_connections_lock = threading.Lock()
 
 
-class _WatchedMixin:
-    """Registers the connection in use with the deadline of the call running in this thread."""
+class _ConnectionMixin:
+    """Our connections: replies read within the deadline, an idle limit, tracked for fork.
 
-    #: When the connection went back to its pool; ``None`` while it is in use or new.
-    etpay_idle_since: float | None = None
+    The idle limit: urllib3 already replaces a pooled connection the server has closed (it
+    asks :attr:`is_connected` before reuse), so nothing is sent twice. What it cannot see is a
+    server closing the idle connection just as the request is being written; that request's
+    outcome would be unknown. Servers close idle connections after a few seconds (5 s is
+    common) and ETpay does not publish its limit, so a connection whose last call started more
+    than ``KEEPALIVE_IDLE`` seconds ago is reported as gone, and urllib3 opens a new one.
+    """
 
-    def _watch(self) -> None:
-        deadline = _current_deadline.get()
-        if deadline is not None:
-            deadline.attach(self)  # type: ignore[arg-type]
+    response_class: type[http.client.HTTPResponse] = _ReplyWithinDeadline
+    _last_request: float | None = None
 
     def connect(self) -> None:
         super().connect()  # type: ignore[misc]
-        with _tracking_lock:
+        with _open_connections_lock:
             _open_connections.add(self)  # type: ignore[arg-type]
-        self._watch()
 
-    def request(self, *args: Any, **kwargs: Any) -> Any:
-        # Reused keep-alive connections skip connect(): register them here too.
-        self._watch()
-        return super().request(*args, **kwargs)  # type: ignore[misc]
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        self._last_request = time.monotonic()
+        super().request(*args, **kwargs)  # type: ignore[misc]
+
+    @property
+    def is_connected(self) -> bool:
+        limits = _current_call.get()
+        if (
+            limits is not None
+            and self._last_request is not None
+            and time.monotonic() - self._last_request > limits.keepalive_idle
+        ):
+            return False
+        return bool(super().is_connected)  # type: ignore[misc]
 
 
-class _WatchedHTTPConnection(_WatchedMixin, HTTPConnection):
+class _Connection(_ConnectionMixin, HTTPConnection):
     pass
 
 
-class _WatchedHTTPSConnection(_WatchedMixin, HTTPSConnection):
+class _TLSConnection(_ConnectionMixin, HTTPSConnection):
     pass
 
 
-class _PoolMixin:
-    """Closes pooled connections that sat idle too long instead of writing a POST onto them.
+class _Pool(HTTPConnectionPool):
+    ConnectionCls = _Connection
 
-    urllib3 already discards a pooled connection whose peer has closed it (it polls the
-    socket before reuse) and then opens a new one, so nothing is sent twice. What it cannot
-    see is a server that closes the idle connection just as the request is being written;
-    that request may or may not have been read, so it is not retried and its outcome is
-    unknown. Servers close idle connections after a few seconds (5 s is common), and ETpay
-    does not publish its limit: connections idle longer than ``KEEPALIVE_IDLE`` are closed
-    before use, which keeps that race out of normal operation.
+
+class _TLSPool(HTTPSConnectionPool):
+    ConnectionCls = _TLSConnection
+
+
+_POOL_CLASSES: dict[str, type[HTTPConnectionPool]] = {"http": _Pool, "https": _TLSPool}
+
+
+class _Adapter(HTTPAdapter):
+    """requests' adapter, with pools of our connections (also through an HTTP(S) proxy).
+
+    A SOCKS proxy keeps its own connection classes (without them the call would bypass the
+    proxy): there the deadline is checked between the chunks of the body only.
     """
-
-    keepalive_idle: float = 0.0
-
-    def _get_conn(self, timeout: float | None = None) -> Any:
-        conn = super()._get_conn(timeout)  # type: ignore[misc]
-        idle_since = getattr(conn, "etpay_idle_since", None)
-        if idle_since is not None:
-            conn.etpay_idle_since = None
-            if time.monotonic() - idle_since > self.keepalive_idle and conn.sock is not None:
-                logger.debug("Closing a connection to ETpay idle for too long")
-                conn.close()
-        return conn
-
-    def _put_conn(self, conn: Any) -> None:
-        if conn is not None:
-            conn.etpay_idle_since = time.monotonic()
-        super()._put_conn(conn)  # type: ignore[misc]
-
-
-class _WatchedHTTPPool(_PoolMixin, HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
-
-
-class _WatchedHTTPSPool(_PoolMixin, HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
-
-
-def _use_watched_pools(manager: PoolManager, keepalive_idle: float) -> None:
-    """Make ``manager`` build pools of watched connections with the given idle limit."""
-    manager.pool_classes_by_scheme = {
-        "http": type("_EtpayHTTPPool", (_WatchedHTTPPool,), {"keepalive_idle": keepalive_idle}),
-        "https": type("_EtpayHTTPSPool", (_WatchedHTTPSPool,), {"keepalive_idle": keepalive_idle}),
-    }
-
-
-class _EtpayAdapter(HTTPAdapter):
-    """HTTPAdapter whose connections honour the per-call total deadline and the idle limit.
-
-    HTTP(S) proxy managers (``HTTPS_PROXY``...) get the same connection classes, so the
-    deadline holds through such a proxy too.
-    """
-
-    def __init__(self, *, keepalive_idle: float, **kwargs: Any) -> None:
-        self.keepalive_idle = keepalive_idle
-        super().__init__(**kwargs)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        _use_watched_pools(self.poolmanager, self.keepalive_idle)
+        self.poolmanager.pool_classes_by_scheme = _POOL_CLASSES
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        known = proxy in self.proxy_manager
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        # HTTP(S) proxies only: a SOCKS manager's pools carry the SOCKS connection classes,
-        # which must stay (without them the call would bypass the proxy).
-        if not known and isinstance(manager, ProxyManager):
-            _use_watched_pools(manager, self.keepalive_idle)
+        if isinstance(manager, ProxyManager):
+            manager.pool_classes_by_scheme = _POOL_CLASSES
         return manager
-
-
-class _NoCookies(CookiePolicy):
-    """Refuses every cookie: calls to ETpay are independent, and a shared client must not
-    carry state from one caller's call to another's."""
-
-    netscape = True
-    rfc2965 = False
-    hide_cookie2 = True
-
-    def set_ok(self, cookie: Any, request: Any) -> bool:
-        return False
-
-    def return_ok(self, cookie: Any, request: Any) -> bool:
-        return False
-
-    def domain_return_ok(self, domain: str, request: Any) -> bool:
-        return False
-
-    def path_return_ok(self, path: str, request: Any) -> bool:
-        return False
-
-
-def _retry_policy(connect_retries: int) -> Retry:
-    # Only failures before anything was sent are retried: connect errors. A read timeout or a
-    # 5xx means ETpay may have acted on the request, so the outcome is unknown and a blind
-    # retry could create a second session.
-    return Retry(
-        total=connect_retries,
-        connect=connect_retries,
-        read=0,
-        redirect=0,
-        status=0,
-        other=0,
-        allowed_methods=None,
-        backoff_factor=0.1,
-        raise_on_status=False,
-    )
 
 
 def _verify_setting() -> str | bool:
@@ -346,8 +233,6 @@ def _verify_setting() -> str | bool:
                 'ETPAY["CA_BUNDLE"] must be the path of a CA bundle file or directory that exists.'
             )
         return os.fspath(bundle)
-    # requests reads these on every call when it trusts the environment; the client reads
-    # them once instead (see EtpayClient._new_session).
     return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
 
 
@@ -361,13 +246,17 @@ class EtpayClient:
     ``ETPAY["MERCHANTS"]``. Raises :class:`~django_etpay.exceptions.EtpayConfigurationError`
     when a credential is missing.
 
-    A client may be used from several threads at once. Each one keeps its own pool of
-    connections; :func:`get_client` hands out one shared client per account and process,
-    which is what the services use. Build one yourself (and close it, e.g. with ``with``)
-    when you want connections of your own.
+    ``transport`` is a requests transport adapter that carries the calls instead of the
+    network (a test double, say). Retries, the deadline between body chunks, the size cap and
+    the error mapping apply to it; connection pooling and TLS are its own business. Without
+    it, the client uses :func:`set_default_transport`'s, else the network.
+
+    A client may be used from several threads at once. :func:`get_client` hands out one
+    shared client per account and process, which is what the services use. Build one yourself
+    (and close it, e.g. with ``with``) when you want connections of your own.
     """
 
-    def __init__(self, merchant: str | None = None) -> None:
+    def __init__(self, merchant: str | None = None, *, transport: BaseAdapter | None = None):
         self.merchant = conf.get_merchant(merchant)
         self.timeout = conf.get_timeout()
         self.total_timeout = float(conf.get_setting("TOTAL_TIMEOUT"))
@@ -376,28 +265,24 @@ class EtpayClient:
         self.pool_size = max(1, int(conf.get_setting("POOL_SIZE")))
         self.keepalive_idle = float(conf.get_setting("KEEPALIVE_IDLE"))
         self.verify = _verify_setting()
+        self.transport = transport if transport is not None else _default_transport
         self.session = self._new_session()
-        with _tracking_lock:
+        with _all_clients_lock:
             _all_clients.add(self)
 
     def _new_session(self) -> requests.Session:
         session = requests.Session()
         session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
-        # The environment (proxy variables, CA bundle variables, ~/.netrc) is read once here
-        # rather than by requests on every call; ETpay's credentials travel in the body, so
-        # netrc has nothing to add.
+        # The environment (proxy and CA bundle variables, ~/.netrc) is read once here rather
+        # than by requests on every call; the credentials travel in the body, so netrc has
+        # nothing to add.
         session.trust_env = False
         session.proxies = requests.utils.get_environ_proxies(self.merchant.api_url)
         session.verify = self.verify
-        session.cookies.set_policy(_NoCookies())
-        if _test_transport is not None:
-            # django_etpay.testing.FakeEtpay is installed: no call leaves the process.
-            session.mount("https://", _test_transport)
-            session.mount("http://", _test_transport)
-            return session
-        adapter = _EtpayAdapter(
-            keepalive_idle=self.keepalive_idle,
-            max_retries=_retry_policy(self.connect_retries),
+        # Calls are independent: a shared client must not carry one caller's cookies to another.
+        session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+        adapter = self.transport or _Adapter(
+            max_retries=0,  # retries are decided in _post, where it is known what was sent
             pool_connections=4,
             pool_maxsize=self.pool_size,
         )
@@ -418,19 +303,9 @@ class EtpayClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _renew_after_fork(self) -> None:
-        # The parent's session, pools and their locks stay behind untouched (a lock held by
-        # a parent thread at fork time would never be released here); the child gets new
-        # ones. The sockets themselves were already closed by _after_fork_in_child().
-        self.session = self._new_session()
-
     @sensitive_variables("body")
     def initialize_session(
-        self,
-        *,
-        merchant_order_id: str,
-        order_amount: int,
-        **optional: Any,
+        self, *, merchant_order_id: str, order_amount: int, **optional: Any
     ) -> dict[str, Any]:
         """``POST /session/initialize``; returns ETpay's decoded reply.
 
@@ -447,33 +322,24 @@ class EtpayClient:
         body.update({key: value for key, value in optional.items() if value is not None})
         reply = self._post(INITIALIZE_PATH, body)
         if not isinstance(reply, dict):
-            raise EtpayResponseError(
-                "ETpay's reply to session/initialize is not a JSON object.",
-                status_code=200,
-                outcome_unknown=True,
-            )
+            raise _bad_reply("ETpay's reply to session/initialize is not a JSON object.")
         # A token must be storable and usable as a key: printable text (no NUL, no control
-        # character, no lone surrogate).
+        # character, no lone surrogate), and no longer than its column.
+        keys = ("token", "signature_token")
         missing = [
-            key
-            for key in ("token", "signature_token")
-            if not isinstance(reply.get(key), str)
-            or not reply.get(key)
-            or not reply[key].isprintable()
+            k
+            for k in keys
+            if not isinstance(reply.get(k), str) or not reply[k] or not reply[k].isprintable()
         ]
         if missing:
-            raise EtpayResponseError(
-                f"ETpay's reply to session/initialize lacks a usable {', '.join(missing)}.",
-                status_code=200,
-                outcome_unknown=True,
+            raise _bad_reply(
+                f"ETpay's reply to session/initialize lacks a usable {', '.join(missing)}."
             )
-        too_long = [k for k in ("token", "signature_token") if len(reply[k]) > MAX_TOKEN_LENGTH]
+        too_long = [k for k in keys if len(reply[k]) > MAX_TOKEN_LENGTH]
         if too_long:
-            raise EtpayResponseError(
+            raise _bad_reply(
                 f"ETpay's reply to session/initialize has a {', '.join(too_long)} longer than "
-                f"{MAX_TOKEN_LENGTH} characters.",
-                status_code=200,
-                outcome_unknown=True,
+                f"{MAX_TOKEN_LENGTH} characters."
             )
         return reply
 
@@ -514,81 +380,75 @@ class EtpayClient:
 
     @sensitive_variables("body", "data")
     def _post(self, path: str, body: dict[str, Any]) -> Any:
-        url = f"{self.merchant.api_url}{path}"
         data = json.dumps(body, separators=(",", ":")).encode()
         started = time.monotonic()
-        deadline = _Deadline(self.total_timeout)
-        token = _current_deadline.set(deadline)
+        limits = _Limits(started + self.total_timeout, self.timeout[1], self.keepalive_idle)
+        token = _current_call.set(limits)
         try:
-            with deadline:
+            attempt = 0
+            while True:
                 try:
-                    response = self.session.post(
-                        url,
-                        data=data,
-                        headers={"Content-Type": "application/json"},
-                        timeout=self.timeout,
-                        stream=True,
-                        allow_redirects=False,
-                    )
-                    try:
-                        content = self._read_capped(response)
-                    finally:
-                        response.close()
+                    status, content = self._send(path, data, limits)
+                    break
                 except requests.RequestException as err:
-                    raise self._map_exception(err, deadline, path) from None
+                    # Sent again only when nothing was written: a repeated session/initialize
+                    # could open a second session for the same order.
+                    if not (
+                        attempt < self.connect_retries
+                        and _never_opened(err)
+                        and limits.left() > RETRY_BACKOFF * (attempt + 1)
+                    ):
+                        raise self._map_exception(err, limits, path) from None
+                attempt += 1
+                logger.info("Could not connect to ETpay %s; trying again (%d)", path, attempt)
+                time.sleep(RETRY_BACKOFF * attempt)
         finally:
-            _current_deadline.reset(token)
-        if deadline.expired:
-            # A close-delimited reply cut at the deadline ends like a complete one.
-            raise EtpayTimeoutError(
-                f"ETpay {path} did not complete within {deadline.seconds:g} s.",
-                outcome_unknown=True,
-            )
-        if logger.isEnabledFor(logging.INFO):
-            logger.info(
-                "ETpay %s answered %s in %.0f ms (%d bytes)",
-                path,
-                response.status_code,
-                (time.monotonic() - started) * 1000,
-                len(content),
-            )
-        return self._decode(path, response.status_code, content)
+            _current_call.reset(token)
+        logger.info(
+            "ETpay %s answered %s in %.0f ms (%d bytes)",
+            path,
+            status,
+            (time.monotonic() - started) * 1000,
+            len(content),
+        )
+        return self._decode(path, status, content)
 
-    def _read_capped(self, response: requests.Response) -> bytes:
-        limit = self.max_response_bytes
-        declared = response.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise EtpayResponseError(
-                f"ETpay's reply is larger than {limit} bytes.",
-                status_code=response.status_code,
-                outcome_unknown=response.ok or response.status_code >= 500,
-            )
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in response.iter_content(chunk_size=8192):
-            size += len(chunk)
-            if size > limit:
-                raise EtpayResponseError(
-                    f"ETpay's reply is larger than {limit} bytes.",
-                    status_code=response.status_code,
-                    outcome_unknown=response.ok or response.status_code >= 500,
-                )
-            chunks.append(chunk)
-        return b"".join(chunks)
+    @sensitive_variables("data")
+    def _send(self, path: str, data: bytes, limits: _Limits) -> tuple[int, bytes]:
+        """One attempt: the status and the body, read in chunks within the limits."""
+        left = max(limits.left(), 0.001)  # requests refuses a timeout of 0
+        connect, read = self.timeout
+        response = self.session.post(
+            f"{self.merchant.api_url}{path}",
+            data=data,
+            headers={"Content-Type": "application/json"},
+            timeout=(min(connect, left), min(read, left)),
+            stream=True,
+            allow_redirects=False,
+        )
+        with response:
+            cap = self.max_response_bytes
+            declared = response.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > cap:
+                raise _too_large(response.status_code, cap)
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_content(chunk_size=8192):
+                size += len(chunk)
+                if size > cap:
+                    raise _too_large(response.status_code, cap)
+                # Our connections already cut reads at the deadline; this covers transports
+                # that do not (a SOCKS proxy, a test transport).
+                if limits.left() <= 0:
+                    raise _DeadlinePassed
+                chunks.append(chunk)
+            return response.status_code, b"".join(chunks)
 
     def _map_exception(
-        self, err: requests.RequestException, deadline: _Deadline, path: str
+        self, err: requests.RequestException, limits: _Limits, path: str
     ) -> EtpayAPIError:
-        # Messages name the endpoint and the failure kind only: the exception text of
-        # requests can carry the URL, and the URL is safe, but the body never is.
-        never_sent = isinstance(err, requests.ConnectTimeout) or (
-            isinstance(err, requests.ConnectionError) and _connection_never_opened(err)
-        )
-        if deadline.expired and not never_sent:
-            return EtpayTimeoutError(
-                f"ETpay {path} did not complete within {deadline.seconds:g} s.",
-                outcome_unknown=True,
-            )
+        # Messages name the endpoint and the failure kind only: never the body.
+        never_opened = _never_opened(err)
         if _certificate_refused(err):
             return EtpayConnectionError(
                 f"ETpay's TLS certificate could not be verified ({path}); nothing was sent. "
@@ -599,25 +459,26 @@ class EtpayClient:
             return EtpayTimeoutError(
                 f"Timed out connecting to ETpay {path}.", outcome_unknown=False
             )
-        if isinstance(err, requests.ReadTimeout):
+        if never_opened:
+            return EtpayConnectionError(
+                f"Could not connect to ETpay {path}.", outcome_unknown=False
+            )
+        if limits.left() <= 0:
+            return EtpayTimeoutError(
+                f"ETpay {path} did not complete within {self.total_timeout:g} s.",
+                outcome_unknown=True,
+            )
+        # A read timeout is a ReadTimeout while the head is read, and a ConnectionError wrapping
+        # urllib3's ReadTimeoutError while the body is.
+        if isinstance(err, requests.ReadTimeout) or isinstance(_reason(err), ReadTimeoutError):
             return EtpayTimeoutError(
                 f"ETpay {path} did not answer within {self.timeout[1]:g} s.",
                 outcome_unknown=True,
             )
         if isinstance(err, requests.ConnectionError):
-            if isinstance(_reason(err), ReadTimeoutError):
-                # With a Retry policy (or mid-body), requests reports a read timeout as a
-                # ConnectionError wrapping urllib3's ReadTimeoutError.
-                return EtpayTimeoutError(
-                    f"ETpay {path} did not answer within {self.timeout[1]:g} s.",
-                    outcome_unknown=True,
-                )
-            never_opened = _connection_never_opened(err)
             return EtpayConnectionError(
-                f"Could not connect to ETpay {path}."
-                if never_opened
-                else f"The connection to ETpay {path} broke before a reply arrived.",
-                outcome_unknown=not never_opened,
+                f"The connection to ETpay {path} broke before a reply arrived.",
+                outcome_unknown=True,
             )
         return EtpayConnectionError(
             f"Request to ETpay {path} failed ({type(err).__name__}).", outcome_unknown=True
@@ -628,10 +489,7 @@ class EtpayClient:
             payload: Any = json.loads(content.decode("utf-8")) if content else None
         except (UnicodeDecodeError, ValueError):
             payload = None
-            is_json = False
-        else:
-            is_json = payload is not None
-        if status_code >= 400 or status_code < 200 or 300 <= status_code < 400:
+        if not 200 <= status_code < 300:
             etpay_message = None
             if isinstance(payload, dict) and isinstance(payload.get("message"), str):
                 etpay_message = self._scrub(payload["message"])[:500]
@@ -643,11 +501,10 @@ class EtpayClient:
                 # A 5xx (or an unexpected redirect) does not say whether ETpay acted.
                 outcome_unknown=status_code >= 500 or status_code < 400,
             )
-        if not is_json:
-            raise EtpayResponseError(
+        if payload is None:
+            raise _bad_reply(
                 f"ETpay {path} answered HTTP {status_code} with a body that is not JSON.",
                 status_code=status_code,
-                outcome_unknown=True,
             )
         return payload
 
@@ -657,26 +514,44 @@ class EtpayClient:
         return text.replace(secret, "[redacted]") if secret else text
 
 
-def _reason(err: requests.ConnectionError) -> object:
-    """The urllib3 error behind a requests ``ConnectionError``, unwrapped from retries."""
+class _DeadlinePassed(requests.RequestException):
+    """The deadline passed between two chunks of the body (mapped like a cut read)."""
+
+
+def _bad_reply(message: str, *, status_code: int = 200) -> EtpayResponseError:
+    return EtpayResponseError(message, status_code=status_code, outcome_unknown=True)
+
+
+def _too_large(status_code: int, cap: int) -> EtpayResponseError:
+    return EtpayResponseError(
+        f"ETpay's reply is larger than {cap} bytes.",
+        status_code=status_code,
+        outcome_unknown=not 400 <= status_code < 500,
+    )
+
+
+def _reason(err: requests.RequestException) -> object:
+    """The urllib3 error behind a requests error, unwrapped from retries and proxies."""
     reason: object = err.args[0] if err.args else None
     if isinstance(reason, MaxRetryError):
         reason = reason.reason
+    if isinstance(reason, ProxyError):
+        reason = reason.original_error
     return reason
 
 
-def _connection_never_opened(err: requests.ConnectionError) -> bool:
-    """True when the failure happened before the request could be sent."""
-    return isinstance(_reason(err), NewConnectionError | ConnectionRefusedError) or (
-        _certificate_refused(err)
+def _never_opened(err: requests.RequestException) -> bool:
+    """True when the call failed before the request could be written: safe to send again."""
+    return isinstance(err, requests.ConnectTimeout) or isinstance(
+        _reason(err), NewConnectionError | ConnectionRefusedError
     )
 
 
 def _certificate_refused(err: BaseException) -> bool:
     """True when the TLS handshake failed on the server's certificate: nothing was sent.
 
-    Other TLS errors (e.g. an abrupt end of the stream while reading the reply) may come
-    after the request was written, so only a failed certificate check counts.
+    Other TLS errors (an abrupt end of the stream while reading the reply, say) may come after
+    the request was written, so only a failed certificate check counts.
     """
     seen: set[int] = set()
     pending: list[object] = [err]
@@ -692,31 +567,35 @@ def _certificate_refused(err: BaseException) -> bool:
     return False
 
 
-# -- a stand-in for the network, for tests ------------------------------------------------------
-
-#: While set, every client built in this process (shared or not) sends its calls through this
-#: adapter instead of the network. Only :class:`django_etpay.testing.FakeEtpay` sets it.
-_test_transport: BaseAdapter | None = None
-
-
-def _set_test_transport(adapter: BaseAdapter | None) -> None:
-    """Route every client built from now on through ``adapter`` (``None``: the network).
-
-    The shared clients are closed, so that the next :func:`get_client` builds one that uses
-    the new transport; a client built earlier and kept elsewhere keeps its own.
-    """
-    global _test_transport
-    _test_transport = adapter
-    close_clients()
-
-
 # -- one shared client per merchant account and process ------------------------------------------
+
+#: The transport of clients built without one; ``None``: the network.
+_default_transport: BaseAdapter | None = None
 
 #: Every client alive in this process (shared or not), so that a forked child can renew them.
 _all_clients: weakref.WeakSet[EtpayClient] = weakref.WeakSet()
+_all_clients_lock = threading.Lock()
 
 _shared_lock = threading.Lock()
 _shared: dict[tuple[Any, ...], EtpayClient] = {}
+
+
+def set_default_transport(transport: BaseAdapter | None) -> None:
+    """Send the calls of every client built from now on without a ``transport`` through this
+    one (``None``: the network again), the shared clients of :func:`get_client` included.
+
+    For stand-ins of ETpay that serve a whole process, such as
+    :class:`django_etpay.testing.FakeEtpay`. The shared clients are closed, so that the next
+    :func:`get_client` builds one with it; clients built earlier keep their transport.
+    """
+    global _default_transport
+    _default_transport = transport
+    close_clients()
+
+
+def get_default_transport() -> BaseAdapter | None:
+    """The transport :func:`set_default_transport` set; ``None`` while calls use the network."""
+    return _default_transport
 
 
 def _settings_key(merchant: str | None) -> tuple[Any, ...]:
@@ -725,12 +604,8 @@ def _settings_key(merchant: str | None) -> tuple[Any, ...]:
     return (
         conf.get_merchant(merchant),
         conf.get_timeout(),
-        config["TOTAL_TIMEOUT"],
-        config["MAX_RESPONSE_BYTES"],
-        config["CONNECT_RETRIES"],
-        config["POOL_SIZE"],
-        config["KEEPALIVE_IDLE"],
-        config["CA_BUNDLE"],
+        *(config[key] for key in ("TOTAL_TIMEOUT", "MAX_RESPONSE_BYTES", "CONNECT_RETRIES")),
+        *(config[key] for key in ("POOL_SIZE", "KEEPALIVE_IDLE", "CA_BUNDLE")),
     )
 
 
@@ -780,28 +655,24 @@ atexit.register(close_clients)
 
 
 def _after_fork_in_child() -> None:
-    """Start the child with no connection, lock or thread of its parent.
+    """Start the child with no connection or lock of its parent.
 
     The child's copies of the parent's sockets are closed (``detach`` then ``os.close``: no
-    ``shutdown()``, no TLS alert, so the parent's connections carry on unharmed); every
-    client gets a new session; the shared clients, their lock and the watchdog start anew.
+    ``shutdown()``, no TLS alert, so the parent's connections carry on unharmed); every client
+    gets a new session, so no pool lock a parent thread held at fork time is ever waited on.
     """
-    global _shared_lock, _tracking_lock, _watchdog
-    _tracking_lock = threading.Lock()
+    global _all_clients_lock, _open_connections_lock, _shared_lock
+    _all_clients_lock, _open_connections_lock = threading.Lock(), threading.Lock()
     for connection in list(_open_connections):
-        sock = connection.sock
-        connection.sock = None
+        sock, connection.sock = connection.sock, None
         if sock is not None:
-            with suppress(OSError):
-                fd = sock.detach()
-                if fd >= 0:
-                    os.close(fd)
+            with suppress(OSError, AttributeError):  # AttributeError: TLS inside a TLS proxy
+                os.close(sock.detach())
     _open_connections.clear()
     for client in list(_all_clients):
-        client._renew_after_fork()
+        client.session = client._new_session()
     _shared_lock = threading.Lock()
     _shared.clear()
-    _watchdog = _Watchdog()
 
 
 if hasattr(os, "register_at_fork"):  # POSIX only; Windows has no fork()

@@ -176,7 +176,7 @@ def test_the_shared_client_is_rebuilt_on_install_and_on_uninstall() -> None:
         assert after is not during
         with pytest.raises(EtpayConnectionError):
             after.check_payment_status(session_token="nothing")
-    assert client_module._test_transport is None
+    assert client_module.get_default_transport() is None
 
 
 def test_clients_built_directly_use_the_fake_too(fake_etpay: FakeEtpay) -> None:
@@ -203,7 +203,7 @@ def test_the_fake_answers_calls_from_other_threads(fake_etpay: FakeEtpay) -> Non
 def test_only_one_fake_at_a_time(fake_etpay: FakeEtpay) -> None:
     with pytest.raises(RuntimeError, match="Another FakeEtpay"):
         FakeEtpay().install()
-    assert client_module._test_transport is not None
+    assert client_module.get_default_transport() is not None
 
 
 def test_credentials_etpay_does_not_know_get_its_401(fake_etpay: FakeEtpay) -> None:
@@ -458,7 +458,7 @@ def _settings() -> dict[str, Any]:
 
 def _installed() -> FakeEtpay:
     """The FakeEtpay the ``fake_etpay`` fixture installed (through ``etpay_session``)."""
-    transport = client_module._test_transport
+    transport = client_module.get_default_transport()
     assert transport is not None
     fake: FakeEtpay = transport.fake  # type: ignore[attr-defined]
     return fake

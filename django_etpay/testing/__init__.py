@@ -296,16 +296,16 @@ class FakeEtpay:
 
     def install(self) -> FakeEtpay:
         """Route every ETpay call of this process here until :meth:`uninstall`."""
-        if client_module._test_transport is not None:
+        if client_module.get_default_transport() is not None:
             raise RuntimeError("Another FakeEtpay is installed: uninstall it first.")
-        client_module._set_test_transport(_FakeTransport(self))
+        client_module.set_default_transport(_FakeTransport(self))
         self._installed = True
         return self
 
     def uninstall(self) -> None:
         """Give the network back; the shared clients are rebuilt on next use."""
         if self._installed:
-            client_module._set_test_transport(None)
+            client_module.set_default_transport(None)
             self._installed = False
 
     def __enter__(self) -> FakeEtpay:
