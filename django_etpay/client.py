@@ -239,8 +239,8 @@ class EtpayClient:
                 size += len(chunk)
                 if size > cap:
                     raise _too_large(status, cap)
-                # Our connections cut their reads at the deadline already; this covers
-                # transports that do not (a SOCKS proxy, a test transport).
+                # Our connections cut each read at the deadline; this is for transports
+                # that do not (a test transport, or a SOCKS proxy, where it comes late).
                 if limits.left() <= 0:
                     raise _DeadlinePassed
                 chunks.append(chunk)

@@ -7,8 +7,11 @@ whichever is shorter, and a read with no time left fails as a read timeout. requ
 timeouts bound each read, not the call: a server that drips a byte at a time would otherwise
 hold a call open indefinitely. No thread is involved.
 
-The hooks are documented class attributes: ``pool_classes_by_scheme`` of urllib3's pool
-managers, ``ConnectionCls`` of its pools and ``response_class`` of http.client's connections.
+No private method is overridden. The hooks are class attributes: ``pool_classes_by_scheme``
+of urllib3's pool managers, ``ConnectionCls`` of its pools, and ``response_class`` of
+http.client's connections, which CPython calls an implementation detail (it has built every
+response since Python 2). Should a release stop using it, replies would be read without the
+deadline, and the dripping-server tests in tests/test_client.py fail.
 """
 
 from __future__ import annotations
@@ -54,9 +57,10 @@ class _ReadsWithinDeadline(io.RawIOBase):
     """The socket reads of one reply, each waiting at most ``min(read timeout, time left)``.
 
     A read with no time left raises ``TimeoutError`` like a timed-out socket read, so urllib3
-    and requests report it as a read timeout. http.client reads the status line and headers
-    through here too, before requests returns the response: a check between body chunks alone
-    would not cut a server that drips its headers.
+    and requests report it as a read timeout. A check between the body chunks the client reads
+    would not do: http.client reads the status line and headers before requests returns the
+    response, and each 8 KiB chunk of the body waits until it is full, a byte at a time if the
+    server drips.
     """
 
     def __init__(self, sock: socket.socket, limits: CallLimits) -> None:
@@ -82,6 +86,17 @@ class _ReadsWithinDeadline(io.RawIOBase):
         super().close()
 
 
+@dataclass(frozen=True)
+class _SocketForReply:
+    """What :class:`_ReplyWithinDeadline` gives http.client in place of the socket."""
+
+    sock: socket.socket
+    limits: CallLimits
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(_ReadsWithinDeadline(self.sock, self.limits))
+
+
 class _ReplyWithinDeadline(http.client.HTTPResponse):
     """http.client's response, reading its socket through :class:`_ReadsWithinDeadline`."""
 
@@ -91,15 +106,6 @@ class _ReplyWithinDeadline(http.client.HTTPResponse):
             # HTTPResponse uses its socket for one thing: makefile("rb").
             sock = _SocketForReply(sock, limits)  # type: ignore[assignment]
         super().__init__(sock, *args, **kwargs)
-
-
-@dataclass(frozen=True)
-class _SocketForReply:
-    sock: socket.socket
-    limits: CallLimits
-
-    def makefile(self, mode: str) -> io.BufferedReader:
-        return io.BufferedReader(_ReadsWithinDeadline(self.sock, self.limits))
 
 
 #: Every connection this process opened to ETpay, so that a forked child can close its copies.
@@ -161,7 +167,8 @@ class EtpayAdapter(HTTPAdapter):
     """requests' adapter with pools of our connections, through an HTTP(S) proxy too.
 
     A SOCKS proxy keeps its own connection classes (without them the call would bypass the
-    proxy); there the deadline is checked between the chunks of the body only.
+    proxy). Through one, the deadline is checked only between body chunks of 8 KiB, so a
+    reply dripped through a SOCKS proxy is cut late.
     """
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
