@@ -104,8 +104,10 @@ class EtpayClient:
         session.verify = self.verify
         # Calls are independent: a shared client must not carry one caller's cookies to another.
         session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-        # max_retries=0: _post decides on retries, knowing whether anything was sent.
-        adapter = self.transport or EtpayAdapter(max_retries=0, pool_maxsize=self.pool_size)
+        adapter = self.transport
+        if adapter is None:
+            # max_retries=0: _post decides on retries, knowing whether anything was sent.
+            adapter = EtpayAdapter(max_retries=0, pool_maxsize=self.pool_size)
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         return session
