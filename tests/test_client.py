@@ -438,9 +438,11 @@ class CountingAdapter(EtpayAdapter):
     def __init__(self) -> None:
         super().__init__(max_retries=0)
         self.attempts = 0
+        self.timeouts: list[Any] = []
 
     def send(self, *args: Any, **kwargs: Any) -> requests.Response:
         self.attempts += 1
+        self.timeouts.append(kwargs.get("timeout"))
         return super().send(*args, **kwargs)
 
 
@@ -490,7 +492,6 @@ def test_retries_wait_longer_each_time_and_stop_when_the_deadline_is_near(
 ) -> None:
     point_at(settings, f"http://127.0.0.1:{httpfakes.closed_port()}", CONNECT_RETRIES=5)
     counting = CountingAdapter()
-    EtpayClient(transport=counting).close()  # builds fine; the next one gets the deadline
 
     settings.ETPAY = {**settings.ETPAY, "TOTAL_TIMEOUT": 10}
     with pytest.raises(EtpayConnectionError):
@@ -502,7 +503,7 @@ def test_retries_wait_longer_each_time_and_stop_when_the_deadline_is_near(
 
     # 0.1 s waited after the first attempt leaves 0.15 s: not enough for the 0.2 s wait.
     settings.ETPAY = {**settings.ETPAY, "TOTAL_TIMEOUT": 0.25}
-    counting.attempts, clock.slept = 0, []
+    counting.attempts, counting.timeouts, clock.slept = 0, [], []
     with pytest.raises(EtpayConnectionError) as info:
         EtpayClient(transport=counting).initialize_session(
             merchant_order_id="OC-2", order_amount=1
@@ -510,6 +511,8 @@ def test_retries_wait_longer_each_time_and_stop_when_the_deadline_is_near(
     assert counting.attempts == 2
     assert clock.slept == pytest.approx([0.1])
     assert info.value.outcome_unknown is False
+    # Each attempt may wait only the time left, to connect and to read.
+    assert counting.timeouts == [pytest.approx((0.25, 0.25)), pytest.approx((0.15, 0.15))]
 
 
 @pytest.mark.slow
