@@ -24,7 +24,9 @@ import pytest
 from django.test import override_settings
 from pytest_django import Settings as SettingsWrapper
 
+from django_etpay import client as client_module
 from django_etpay import conf
+from django_etpay import transport as transport_module
 from django_etpay.client import EtpayClient, close_clients, get_client
 from django_etpay.exceptions import (
     EtpayConfigurationError,
@@ -593,6 +595,27 @@ get_client().initialize_session(merchant_order_id="exit-1", order_amount=10)
 assert server.connections == 1
 """
 )
+
+
+def test_the_fork_hooks_close_inherited_sockets_and_renew_every_session(
+    settings: SettingsWrapper, servers: httpfakes.Servers
+) -> None:
+    server = servers.start(httpfakes.json_server(REPLY))
+    point_at(settings, server.url)
+    client = get_client()
+    init(client, "OC-1")
+    session = client.session
+
+    # What a forked child runs first, run here as if this process were that child.
+    transport_module._after_fork_in_child()
+    client_module._after_fork_in_child()
+
+    # This process held the only copy of the socket: closing it ended the connection.
+    assert server.wait_closed(1)
+    assert client.session is not session
+    assert get_client() is not client
+    init(client, "OC-2")
+    assert server.connections == 2
 
 
 def test_shared_connections_are_closed_at_interpreter_exit() -> None:
