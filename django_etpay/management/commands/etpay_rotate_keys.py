@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import router, transaction
+from django.db import transaction
 
 from django_etpay import crypto
 from django_etpay.exceptions import EtpayConfigurationError, EtpaySecretUnavailableError
@@ -51,21 +51,17 @@ class Command(BaseCommand):
             raise CommandError(str(err)) from None
         counts = {"current": 0, "rotated": 0, "encrypted": 0}
         unreadable: list[int] = []
-        # Read and written on the sessions' write alias (a router may send reads to a replica,
-        # which can lag behind a key just written), each batch one transaction there.
-        alias = router.db_for_write(PaymentSession)
-        sessions = PaymentSession.objects.using(alias)
         last_pk = 0
         while True:
             rows = list(
-                sessions.filter(pk__gt=last_pk)
+                PaymentSession.objects.filter(pk__gt=last_pk)
                 .order_by("pk")
                 .values_list("pk", "signature_token")[:batch_size]
             )
             if not rows:
                 break
             last_pk = rows[-1][0]
-            with transaction.atomic(using=alias):
+            with transaction.atomic():
                 for pk, stored in rows:
                     kind, new = self._convert(str(stored or ""))
                     if kind == "unreadable":
@@ -73,7 +69,9 @@ class Command(BaseCommand):
                     elif kind in counts:
                         counts[kind] += 1
                     if new is not None and not check_only:
-                        sessions.filter(pk=pk).update(signature_token=crypto.SealedSecret(new))
+                        PaymentSession.objects.filter(pk=pk).update(
+                            signature_token=crypto.SealedSecret(new)
+                        )
         pending = counts["rotated"] + counts["encrypted"]
         verb = "need re-encrypting" if check_only else "re-encrypted"
         self.stdout.write(
