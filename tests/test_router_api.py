@@ -10,12 +10,14 @@ from typing import Any
 import pytest
 import responses as responses_lib
 from django.core.cache import cache
+from django.db import connections
+from django.test.utils import CaptureQueriesContext
 from pytest_django import Settings
 from rest_framework.test import APIClient
 
 from django_etpay.models import PaymentSession
 from tests.api_support import api_settings, etpay_replies
-from tests.factories import mint_jwt
+from tests.factories import make_session, mint_jwt
 from tests.router_support import DATABASES, assert_nothing_on_default
 from tests.routers import PAYMENTS, ROUTERS
 
@@ -42,8 +44,9 @@ def create(client: APIClient) -> Any:
 
 
 def test_a_guest_creates_a_session_and_polls_it_until_paid(
-    mocked_responses: responses_lib.RequestsMock,
+    mocked_responses: responses_lib.RequestsMock, settings: Settings
 ) -> None:
+    settings.ETPAY = api_settings(API_PERMISSION_CLASSES=["rest_framework.permissions.AllowAny"])
     etpay_replies(mocked_responses)
     client = APIClient()
 
@@ -57,7 +60,8 @@ def test_a_guest_creates_a_session_and_polls_it_until_paid(
     assert status.json()["status"] == "pending"
 
     body = json.dumps({"payment": mint_jwt(session)})
-    assert client.post("/etpay/notification/", body, content_type="application/json").status_code
+    paid = client.post("/etpay/notification/", body, content_type="application/json")
+    assert paid.status_code == 200
     assert client.get(f"{URL}{session.token}/").json()["status"] == "paid"
     assert_nothing_on_default()
 
@@ -77,5 +81,21 @@ def test_a_signed_in_user_creates_a_session_and_sees_it(
     assert session.created_by_id == user.pk
     assert client.get(f"{URL}{session.token}/").status_code == 200
     stranger = APIClient()
+    stranger.force_authenticate(django_user_model.objects.create_user("eva", password="pw-eva"))
     assert stranger.get(f"{URL}{session.token}/").status_code == 404
     assert_nothing_on_default()
+
+
+def test_deleting_a_user_leaves_their_sessions_alone(django_user_model: Any) -> None:
+    # Django looks for the rows to update on the user's database: the sessions are not there,
+    # so none may be looked for (nor changed).
+    user = django_user_model.objects.create_user("ana", password="pw-ana")
+    user_pk = user.pk
+    session = make_session(created_by=user)
+
+    with CaptureQueriesContext(connections["default"]) as default_queries:
+        user.delete()
+
+    assert not [q for q in default_queries.captured_queries if "django_etpay" in q["sql"]]
+    session.refresh_from_db()
+    assert session.created_by_id == user_pk
