@@ -39,8 +39,21 @@ class PaymentsRouter:
     def allow_migrate(self, db: str, app_label: str, **hints: Any) -> bool | None:
         if app_label in PAYMENT_APPS:
             return db == PAYMENTS
-        return None
+        return db != PAYMENTS
+
+
+class StaleReplicaRouter(PaymentsRouter):
+    """Writes on :data:`PAYMENTS`, reads from a replica that has none of them yet.
+
+    ``default`` plays the replica: it has the tables but not the rows. Whatever decides a
+    transition must read the write database; only what merely shows rows (the admin's lists,
+    a status poll) may read the replica.
+    """
+
+    def db_for_read(self, model: type[Model], **hints: Any) -> str | None:
+        return "default" if self._alias(model) else None
 
 
 #: For ``override_settings(DATABASE_ROUTERS=...)``.
 ROUTERS = ["tests.routers.PaymentsRouter"]
+STALE_REPLICA_ROUTERS = ["tests.routers.StaleReplicaRouter"]

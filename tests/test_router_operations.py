@@ -24,7 +24,7 @@ from django_etpay import outbox, services, tasks
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
 from tests.factories import load_fixture, make_session, mint_jwt, signal_mocks
 from tests.router_support import DATABASES, assert_nothing_on_default
-from tests.routers import PAYMENTS, ROUTERS
+from tests.routers import PAYMENTS, ROUTERS, STALE_REPLICA_ROUTERS
 
 pytestmark = pytest.mark.django_db(databases=DATABASES, transaction=True)
 
@@ -317,3 +317,29 @@ def test_rotate_keys_rewrites_on_payments_one_transaction_per_batch(settings: Se
     assert "0 under an older key and 0 in clear need re-encrypting" in run(
         "etpay_rotate_keys", "--check"
     )
+
+
+# -- a replica behind: reads that decide go to the write database ------------------------------
+
+
+def test_reconcile_and_expire_with_a_stale_replica(
+    settings: Settings,
+    mocked_responses: responses_lib.RequestsMock,
+    receivers: dict[str, mock.MagicMock],
+) -> None:
+    settings.DATABASE_ROUTERS = STALE_REPLICA_ROUTERS
+    flagged, old = make_session(needs_reconciliation=True), make_session()
+    PaymentSession.objects.using(PAYMENTS).filter(pk=old.pk).update(
+        created_at=timezone.now() - timedelta(hours=2)
+    )
+    mocked_responses.post(STATUS_URL, json=[paid_entry(flagged)])
+
+    services.reconcile_session(flagged)
+    expired = services.expire_sessions()
+
+    assert expired == 1
+    statuses = dict(PaymentSession.objects.using(PAYMENTS).values_list("pk", "status"))
+    assert statuses == {flagged.pk: Status.PAID, old.pk: Status.EXPIRED}
+    receivers["payment_completed"].assert_called_once()
+    receivers["session_expired"].assert_called_once()
+    assert_nothing_on_default()

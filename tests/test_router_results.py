@@ -22,7 +22,7 @@ from django_etpay import services
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
 from tests.factories import make_session, mint_jwt, signal_mocks
 from tests.router_support import DATABASES, Send, assert_nothing_on_default, deliver_together
-from tests.routers import PAYMENTS, ROUTERS
+from tests.routers import PAYMENTS, ROUTERS, STALE_REPLICA_ROUTERS
 
 pytestmark = pytest.mark.django_db(databases=DATABASES, transaction=True)
 
@@ -192,4 +192,28 @@ def test_success_and_failure_at_once_end_paid_and_announced_once(
     assert session.status == PaymentSession.Status.PAID
     assert receivers["payment_completed"].call_count == 1
     assert receivers["payment_failed"].call_count <= 1
+    assert_nothing_on_default()
+
+
+# -- a replica behind: reads that decide go to the write database ------------------------------
+
+
+@pytest.mark.parametrize("send", [webhook, redirect, widget], ids=["webhook", "return", "widget"])
+def test_a_stale_replica_decides_nothing(
+    send: Any, settings: Settings, receivers: dict[str, mock.MagicMock]
+) -> None:
+    settings.DATABASE_ROUTERS = STALE_REPLICA_ROUTERS
+    session = make_session()
+    raw = mint_jwt(session)
+
+    first, repeat = send(raw)(Client()), send(raw)(Client())
+
+    assert (first.status_code, repeat.status_code) == (200, 200)
+    paid = PaymentSession.objects.using(PAYMENTS).get(pk=session.pk)
+    assert paid.status == PaymentSession.Status.PAID
+    outcomes = Counter(
+        Notification.objects.using(PAYMENTS).filter(session=paid).values_list("outcome", flat=True)
+    )
+    assert outcomes == {Outcome.ACCEPTED: 1, Outcome.DUPLICATE: 1}
+    receivers["payment_completed"].assert_called_once()
     assert_nothing_on_default()
