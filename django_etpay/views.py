@@ -17,7 +17,7 @@ from typing import Any
 
 from django.contrib.auth import decorators as auth_decorators
 from django.core.exceptions import BadRequest, RequestDataTooBig, SuspiciousOperation
-from django.db import transaction
+from django.db import connections, transaction
 from django.http import (
     HttpRequest,
     HttpResponse,
@@ -49,6 +49,18 @@ def _no_op(view_func: _ViewFunc) -> _ViewFunc:
 login_not_required: Callable[[_ViewFunc], _ViewFunc] = getattr(
     auth_decorators, "login_not_required", _no_op
 )
+
+
+def non_atomic_requests_everywhere(view: _ViewFunc) -> _ViewFunc:
+    """``transaction.non_atomic_requests`` on every configured database, not only ``default``.
+
+    With the app's models routed to a database of their own that has ``ATOMIC_REQUESTS``,
+    Django would otherwise wrap the view in a transaction there: row locks held and signals
+    held back until the whole response is built, a transaction open while ETpay answers.
+    """
+    for alias in connections:
+        view = transaction.non_atomic_requests(using=alias)(view)
+    return view
 
 
 #: What a compact JWS looks like: three base64url segments joined by dots.
@@ -376,7 +388,7 @@ class NotificationView(ResultIntakeMixin, View):
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Callable[..., HttpResponseBase]:
         view = super().as_view(**initkwargs)
-        return transaction.non_atomic_requests(csrf_exempt(login_not_required(view)))
+        return non_atomic_requests_everywhere(csrf_exempt(login_not_required(view)))
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         # Status policy: 200 tells ETpay to stop (accepted, or a repeat of a stored result);
@@ -406,7 +418,7 @@ class ReturnView(ResultStateMixin, View):
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Callable[..., HttpResponseBase]:
         view = super().as_view(**initkwargs)
-        return transaction.non_atomic_requests(login_not_required(view))
+        return non_atomic_requests_everywhere(login_not_required(view))
 
     def find_jwt(self, request: HttpRequest, path_value: str | None = None) -> str | None:
         """The JWT carried by the URL, if any."""
@@ -520,7 +532,7 @@ class WidgetResultView(ResultIntakeMixin, ResultStateMixin, View):
         # The CSRF middleware skips this view: the same check runs inside it (csrf_protect),
         # after the body has been read, so that a body Django cannot parse is a stored
         # rejection answered in JSON instead of an exception raised by the middleware.
-        return transaction.non_atomic_requests(csrf_exempt(login_not_required(guarded)))
+        return non_atomic_requests_everywhere(csrf_exempt(login_not_required(guarded)))
 
     def check_body_then_csrf(
         self,

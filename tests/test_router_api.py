@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
+from unittest import mock
 
 import pytest
+import requests
 import responses as responses_lib
 from django.core.cache import cache
 from django.db import connections
@@ -99,3 +101,24 @@ def test_deleting_a_user_leaves_their_sessions_alone(django_user_model: Any) -> 
     assert not [q for q in default_queries.captured_queries if "django_etpay" in q["sql"]]
     session.refresh_from_db()
     assert session.created_by_id == user_pk
+
+
+def test_no_transaction_is_open_on_payments_while_etpay_answers(
+    mocked_responses: responses_lib.RequestsMock,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(connections.settings[PAYMENTS], "ATOMIC_REQUESTS", True)
+    settings.ETPAY = api_settings(API_PERMISSION_CLASSES=["rest_framework.permissions.AllowAny"])
+    etpay_replies(mocked_responses)
+    in_transaction: list[bool] = []
+    real_send = requests.adapters.HTTPAdapter.send
+
+    def send(adapter: Any, request: Any, **kwargs: Any) -> Any:
+        in_transaction.append(connections[PAYMENTS].in_atomic_block)
+        return real_send(adapter, request, **kwargs)
+
+    with mock.patch.object(requests.adapters.HTTPAdapter, "send", send):
+        assert create(APIClient()).status_code == 201
+
+    assert in_transaction == [False]

@@ -217,3 +217,26 @@ def test_a_stale_replica_decides_nothing(
     assert outcomes == {Outcome.ACCEPTED: 1, Outcome.DUPLICATE: 1}
     receivers["payment_completed"].assert_called_once()
     assert_nothing_on_default()
+
+
+# -- ATOMIC_REQUESTS on the payments database --------------------------------------------------
+
+
+@pytest.mark.parametrize("send", [webhook, redirect, widget], ids=["webhook", "return", "widget"])
+def test_the_views_opt_out_of_atomic_requests_on_payments(
+    send: Any, monkeypatch: pytest.MonkeyPatch, receivers: dict[str, mock.MagicMock]
+) -> None:
+    monkeypatch.setitem(connections.settings[PAYMENTS], "ATOMIC_REQUESTS", True)
+    session = make_session()
+    in_transaction: list[bool] = []
+
+    def watch(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        in_transaction.append(connections[PAYMENTS].in_atomic_block)
+        return execute(sql, params, many, context)
+
+    with connections[PAYMENTS].execute_wrapper(watch):
+        assert send(mint_jwt(session))(Client()).status_code == 200
+
+    # Not one transaction around the whole request: the lookup, at least, runs outside one.
+    assert False in in_transaction
+    receivers["payment_completed"].assert_called_once()
