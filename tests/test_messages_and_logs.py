@@ -526,7 +526,7 @@ def test_a_transition_writes_only_the_columns_it_changes() -> None:
     session = make_session()
     with CaptureQueriesContext(connection) as queries:
         process(mint_jwt(session))
-    # A model save on other databases, part of one statement on PostgreSQL: the SET clause.
+    # The session's save(update_fields=...): its SET clause.
     [update] = [
         match.group(1)
         for q in queries.captured_queries
