@@ -1,7 +1,7 @@
 """HTTP endpoints: ETpay's notification, the payer's return, the widget's result.
 
 The views only read requests and write replies; verification, storage and signals are
-:func:`django_etpay.services.process_notification`. Every view is ``non_atomic_requests`` so
+:func:`django_etpay.pipeline.process_notification`. Every view is ``non_atomic_requests`` so
 that the record of a result survives even with ``ATOMIC_REQUESTS = True``, and none ever
 answers with a traceback or shows a JWT or a key.
 """
@@ -33,7 +33,7 @@ from django.template.response import TemplateResponse
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
-from django_etpay import conf, services
+from django_etpay import conf, pipeline, records
 from django_etpay.models import Notification, PaymentSession
 
 logger = logging.getLogger("django_etpay.views")
@@ -248,7 +248,7 @@ class ResultIntakeMixin:
             try:
                 raw_jwt = self.read_jwt(request)
             except ResultBodyError as err:
-                rejected = services.record_rejection(
+                rejected = records.record_rejection(
                     channel=self.channel,
                     reason=err.reason,
                     detail=err.detail,
@@ -256,7 +256,7 @@ class ResultIntakeMixin:
                     remote_addr=remote_addr,
                 )
                 return rejected, err.status
-            notification = services.process_notification(
+            notification = pipeline.process_notification(
                 raw_jwt, channel=self.channel, remote_addr=remote_addr
             )
         except Exception as err:
@@ -456,14 +456,14 @@ class ReturnView(ResultStateMixin, View):
         limit = int(conf.get_setting("NOTIFICATION_MAX_BYTES"))
         try:
             if len(raw_jwt) > limit:
-                services.record_rejection(
+                records.record_rejection(
                     channel=self.channel,
                     reason=Reason.TOO_LARGE,
                     detail=f"JWT of {len(raw_jwt)} characters exceeds {limit}.",
                     remote_addr=remote_addr,
                 )
                 return self.render_result(request, None, status=400)
-            notification = services.process_notification(
+            notification = pipeline.process_notification(
                 raw_jwt, channel=self.channel, remote_addr=remote_addr
             )
         except Exception as err:
@@ -480,7 +480,7 @@ class ReturnView(ResultStateMixin, View):
         self, request: HttpRequest, reason: str, why: str, remote_addr: str | None
     ) -> HttpResponseBase:
         try:
-            services.record_rejection(
+            records.record_rejection(
                 channel=self.channel,
                 reason=reason,
                 detail=f"The return URL could not be read ({why}).",
@@ -566,7 +566,7 @@ class WidgetResultView(ResultIntakeMixin, ResultStateMixin, View):
             )
         status = failure.status
         try:
-            services.record_rejection(
+            records.record_rejection(
                 channel=self.channel,
                 reason=failure.reason,
                 detail=failure.detail,
