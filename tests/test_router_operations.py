@@ -264,21 +264,26 @@ def test_a_failed_effect_is_delivered_again_on_payments(
     assert_nothing_on_default()
 
 
-def test_redelivery_signals_after_payments_commits(receivers: dict[str, mock.MagicMock]) -> None:
+def test_an_effect_staff_deliver_again_is_delivered_by_the_next_run(
+    receivers: dict[str, mock.MagicMock], settings: Settings
+) -> None:
+    settings.ETPAY = {**settings.ETPAY, "EFFECT_MAX_ATTEMPTS": 1}
     receivers["payment_completed"].side_effect = ConnectionError("mail server down")
     session = make_session()
     services.process_notification(mint_jwt(session), channel=Notification.Channel.WEBHOOK)
     [effect] = OutboxEffect.objects.all()
+    assert effect.state == OutboxEffect.State.FAILED  # given up after its one attempt
     receivers["payment_completed"].side_effect = None
     receivers["payment_completed"].reset_mock()
 
-    with transaction.atomic(using=PAYMENTS):
-        assert outbox.redeliver([effect]) == 1
-        receivers["payment_completed"].assert_not_called()
+    assert outbox.redeliver([effect]) == 1
+    report = outbox.deliver_due()
 
+    assert report.delivered == 1
     receivers["payment_completed"].assert_called_once()
     effect.refresh_from_db()
     assert effect.state == OutboxEffect.State.DONE
+    assert_nothing_on_default()
 
 
 # -- the other commands -----------------------------------------------------------------------
