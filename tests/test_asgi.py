@@ -113,7 +113,7 @@ def test_results_under_uvicorn_pay_once_and_leak_nothing() -> None:
     ]
     env = django_env(DJANGO_SETTINGS_MODULE="tests.asgi_settings", ETPAY_TEST_TRACEMALLOC="1")
 
-    with serving(args, port=port, env=env, cwd=str(ROOT), probe="/_probe/") as app:
+    with serving(args, port=port, env=env, cwd=str(ROOT), probe="/etpay/notification/") as app:
         start = probe(app.base)
         codes = send_all(app.base, deliveries(warm))
         after_warm = probe(app.base)
