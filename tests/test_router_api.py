@@ -12,12 +12,14 @@ import pytest
 import requests
 import responses as responses_lib
 from django.core.cache import cache
-from django.db import connections
+from django.db import connections, transaction
 from django.test.utils import CaptureQueriesContext
 from pytest_django import Settings
 from rest_framework.test import APIClient
 
+from django_etpay import signals
 from django_etpay.models import PaymentSession
+from django_etpay.services import initialize_session
 from tests.api_support import api_settings, etpay_replies
 from tests.factories import make_session, mint_jwt
 from tests.router_support import DATABASES, assert_nothing_on_default
@@ -122,3 +124,26 @@ def test_no_transaction_is_open_on_payments_while_etpay_answers(
         assert create(APIClient()).status_code == 201
 
     assert in_transaction == [False]
+
+
+def test_session_initialized_waits_for_payments_not_default(
+    mocked_responses: responses_lib.RequestsMock,
+) -> None:
+    etpay_replies(mocked_responses)
+    heard: list[int] = []
+
+    def receiver(sender: Any, session: PaymentSession, **kwargs: Any) -> None:
+        heard.append(session.pk)
+
+    signals.session_initialized.connect(receiver, dispatch_uid="tests-router-initialized")
+    try:
+        with transaction.atomic(using="default"):
+            first = initialize_session(merchant_order_id="OC-ROUTED-INIT-1", order_amount=6990)
+            assert heard == [first.pk]  # committed on payments: default's block is not its own
+        with transaction.atomic(using=PAYMENTS):
+            second = initialize_session(merchant_order_id="OC-ROUTED-INIT-2", order_amount=6990)
+            assert heard == [first.pk]
+        assert heard == [first.pk, second.pk]
+    finally:
+        signals.session_initialized.disconnect(dispatch_uid="tests-router-initialized")
+    assert_nothing_on_default()
