@@ -3,24 +3,23 @@
     mutmut run                                   # writes mutants/ (see [mutmut] in setup.cfg)
     python benchmarks/mutation_report.py [--rerun-on-postgresql] [--check] [--survivors]
 
-Scores seven parts: ``tokens.py``, the result-processing half of ``services.py`` (every
-function defined after its ``# -- results`` marker: process_notification, _run_pipeline,
-record_rejection, _apply_verified, reconcile_session, expire_sessions and their helpers),
+Scores seven parts: ``tokens.py``, the result pipeline (``pipeline.py``, ``records.py``,
+``rules.py``, ``values.py`` and ``dispatch.py``: process_notification, reconcile_session,
+record_rejection, the transition rule, the storage budgets and their helpers),
 ``views.py``, the keys at rest (``crypto.py``, ``fields.py``) and the money and input checks
 (``money.py``, ``validators.py``). A mutant counts as killed when a test failed, timed out or
 the type checker caught it. The score is killed / (killed + survived + no tests). mutmut runs
 on SQLite, for speed; ``--rerun-on-postgresql`` then runs every survivor again on PostgreSQL,
-where row locks, ``skip_locked`` and the one-statement budgeted INSERT exist and the tests
-that pin them run. Surviving mutants judged equivalent (no test can tell them apart from the
-original, see :data:`EQUIVALENT`) are listed with why, and a second score leaves them out.
+where row locks and ``skip_locked`` exist and the tests that pin them run. Surviving mutants
+judged equivalent (no test can tell them apart from the original, see :data:`EQUIVALENT`) are
+listed with why, and a second score leaves them out.
 ``--check`` exits 1 when that second score is under its goal: 90 % for tokens.py and the
-services results, 85 % for views.py, 100 % for the other four.
+result pipeline, 85 % for views.py, 100 % for the other four.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import difflib
 import json
 import os
@@ -35,7 +34,7 @@ MUTANTS = ROOT / "mutants" / "django_etpay"
 
 GOALS = {
     "tokens.py": 90.0,
-    "services.py (results)": 90.0,
+    "result pipeline": 90.0,
     "views.py": 85.0,
     # Keys at rest and money: every mutant is killed.
     "crypto.py": 100.0,
@@ -48,18 +47,13 @@ KILLED = {1, 3, 36, 37, 24, -24, 152, 255}
 SURVIVED = {0}
 NO_TESTS = {5, 33}
 
-_ONE_DATABASE = (
-    "the tests run with one database, where None and the notification's router alias name the "
-    "same connection; the alias matters only to projects that route notifications elsewhere"
-)
-
 #: Surviving mutants judged equivalent: no test can tell them from the original. Keyed by
 #: (function, the mutated line as mutmut writes it, stripped), so renumbering does not matter.
 EQUIVALENT: dict[tuple[str, str], str] = {
     ("reconcile_session", "raw_body=json.dumps(entry, ensure_ascii=None),"): (
         "None is falsy: json.dumps treats ensure_ascii=None exactly as False"
     ),
-    ("_record_unknown_to_etpay", "session.refresh_from_db(fields=None)"): (
+    ("record_unknown_to_etpay", "session.refresh_from_db(using=using, fields=None)"): (
         "reloads every field instead of the status alone, in the same single query; the "
         "values it reloads are the ones already there, and reconcile_session reloads the "
         "whole row again before it returns"
@@ -68,20 +62,6 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "None is falsy: _apply_verified only ever tests `not locked`, so locked=None is the "
         "lock-free path exactly as locked=False"
     ),
-    ("_session_by_token", "alias = router.db_for_read(None)"): _ONE_DATABASE,
-    ("_session_by_token", "return PaymentSession.from_db(alias, None, values)"): (
-        "Model.from_db reads the field names only when it is given fewer values than the "
-        "model has columns; the lookup selects every column, in order, which "
-        "_compile_session_lookup checks"
-    ),
-    ("_transition_in_one_statement", "alias = router.db_for_write(None)"): _ONE_DATABASE,
-    (
-        "_transition_in_one_statement",
-        "guard = transaction.atomic(using=None) if connection.in_atomic_block else nullcontext()",
-    ): _ONE_DATABASE,
-    ("_save_within_budget", "alias = router.db_for_write(None)"): _ONE_DATABASE,
-    ("_save_within_budget", "with transaction.atomic(using=None):"): _ONE_DATABASE,
-    ("_save_within_budget", "notification.save(using=None)"): _ONE_DATABASE,
     ("check_body_then_csrf", "return protected(request, **kwargs)"): (
         "no URL pattern passes positional arguments to the widget view, and post() ignores "
         "them: dropping *args changes nothing"
@@ -91,19 +71,6 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "**kwargs changes nothing"
     ),
 }
-
-
-def results_functions() -> set[str]:
-    """Names of the functions defined after the ``# -- results`` marker of services.py."""
-    source = (ROOT / "django_etpay" / "services.py").read_text()
-    marker = source.index("# -- results")
-    start_line = source[:marker].count("\n") + 1
-    tree = ast.parse(source)
-    return {
-        node.name
-        for node in tree.body
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.lineno > start_line
-    }
 
 
 def function_of(mutant: str) -> str:
@@ -131,12 +98,12 @@ def score(codes: list[int | None]) -> tuple[int, int, float]:
 
 def scored_parts() -> dict[str, dict[str, int | None]]:
     """Each scored part: mutant name -> mutmut's exit code for it."""
-    results = results_functions()
+    pipeline: dict[str, int | None] = {}
+    for filename in PIPELINE_FILES:
+        pipeline.update(load(filename))
     return {
         "tokens.py": load("tokens.py"),
-        "services.py (results)": {
-            k: v for k, v in load("services.py").items() if function_of(k) in results
-        },
+        "result pipeline": pipeline,
         "views.py": load("views.py"),
         "crypto.py": load("crypto.py"),
         "fields.py": load("fields.py"),
@@ -148,8 +115,8 @@ def scored_parts() -> dict[str, dict[str, int | None]]:
 def rerun_on_postgresql() -> int:
     """Run every scored survivor of the SQLite run again, on PostgreSQL.
 
-    Row locks, ``skip_locked`` and the one-statement budgeted INSERT exist only there, and
-    the tests that pin them skip on SQLite. mutmut collects its test map again (on
+    Row locks and ``skip_locked`` exist only there, and the tests that pin them skip on
+    SQLite. mutmut collects its test map again (on
     PostgreSQL), then runs one mutant at a time: parallel runs would share one test database.
     """
     names = sorted(
@@ -211,10 +178,13 @@ def main() -> int:
     return 1 if args.check and below else 0
 
 
+#: The modules of the result pipeline, scored together.
+PIPELINE_FILES = ("pipeline.py", "records.py", "rules.py", "values.py", "dispatch.py")
+
 #: The mutated files (the ``[mutmut]`` section of setup.cfg).
 FILES = (
     "tokens.py",
-    "services.py",
+    *PIPELINE_FILES,
     "views.py",
     "crypto.py",
     "fields.py",

@@ -24,10 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
-from django.db import connection
 from django.db.models import Q, QuerySet
 from django.db.models.constants import LOOKUP_SEP
-from django.db.models.expressions import RawSQL
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
@@ -224,10 +222,6 @@ class NeedsAttentionFilter(admin.SimpleListFilter):
         found = [next(iter(row.values())) for row in ids[: self.MAX_IDS + 1]]
         if len(found) > self.MAX_IDS:
             return queryset.filter(pk__in=ids)  # still right, only slower
-        if connection.vendor == "postgresql":
-            # One array parameter: thousands of literals cost more to build and plan than to
-            # run.
-            return queryset.filter(pk__in=RawSQL("SELECT unnest(%s::bigint[])", (found,)))
         return queryset.filter(pk__in=found)
 
 
@@ -515,12 +509,10 @@ class PaymentSessionAdmin(EvidenceOnly, SecretLookupGuard, _SessionAdminBase):
 
     @admin.action(description=_("Expire the selected pending sessions"), permissions=["expire"])
     def expire_selected(self, request: HttpRequest, queryset: QuerySet[PaymentSession]) -> None:
-        from django_etpay.services import expire_sessions
-
         if self._too_many(request, queryset):
             return
         pks = list(queryset.values_list("pk", flat=True))
-        expired = expire_sessions(timedelta(0), ids=pks)
+        expired = operations.expire_sessions(timedelta(0), ids=pks)
         self.message_user(
             request,
             ngettext("Expired %(count)d session.", "Expired %(count)d sessions.", expired)

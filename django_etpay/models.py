@@ -181,9 +181,13 @@ class PaymentSession(TimestampMixin):
         editable=False,
         help_text=_("Results that changed nothing stored for this session (bounded)."),
     )
+    # The user model may live on another database than the sessions (a router sending this
+    # app's models to their own database): no database constraint, and nothing to do when a
+    # user is deleted, since Django would look for the sessions on the user's database.
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
         null=True,
         blank=True,
         editable=False,

@@ -22,9 +22,11 @@ from django.utils.dateparse import parse_duration as django_parse_duration
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from django_etpay import conf, outbox, services
+from django_etpay import conf, outbox
+from django_etpay.dispatch import write_alias
 from django_etpay.exceptions import EtpayAPIError, EtpayConfigurationError
-from django_etpay.models import Notification, PaymentSession
+from django_etpay.models import Notification, OutboxEffect, PaymentSession
+from django_etpay.pipeline import reconcile_session
 
 logger = logging.getLogger("django_etpay")
 
@@ -177,11 +179,13 @@ def reconcile_one(session: PaymentSession) -> tuple[str, str]:
     alone for ``RECONCILE_INTERVAL``; a failed call is not stamped and is retried next run.
     """
     try:
-        notifications = services.reconcile_session(session)
+        notifications = reconcile_session(session)
     except (EtpayAPIError, EtpayConfigurationError) as err:
         logger.warning("Status query for ETpay session %s failed: %s", session.pk, err)
         return Outcome.ERROR, f"{session.pk}: {err}"
-    PaymentSession.objects.filter(pk=session.pk).update(last_checked_at=timezone.now())
+    PaymentSession.objects.using(write_alias()).filter(pk=session.pk).update(
+        last_checked_at=timezone.now()
+    )
     return classify(notifications), ""
 
 
@@ -284,6 +288,53 @@ def expirable_sessions(older_than: timedelta | None = None) -> QuerySet[PaymentS
     )
 
 
+def expire_sessions(
+    older_than: timedelta | None = None,
+    *,
+    limit: int | None = None,
+    ids: Iterable[int] | None = None,
+) -> int:
+    """Mark ``pending`` sessions created more than ``older_than`` ago as ``expired``.
+
+    ``older_than`` defaults to ``ETPAY["SESSION_TTL"]``. Sessions locked by a result being
+    processed at that moment are skipped (the next run sees them). ``session_expired`` is
+    sent once per session after commit (through the outbox, so a crash does not lose it). A
+    success that arrives later still marks an expired session paid. ``limit`` expires at most
+    that many, oldest first, in one transaction (call again until it returns 0 to work in
+    bounded batches); ``ids`` restricts it to those sessions. Returns how many were expired.
+    Runs on the router's write database for the app's models, lock and transaction alike.
+    """
+    ttl: Any = older_than if older_than is not None else conf.get_setting("SESSION_TTL")
+    if not isinstance(ttl, timedelta):
+        ttl = timedelta(seconds=float(ttl))
+    cutoff = timezone.now() - ttl
+    alias = write_alias()
+    candidates = PaymentSession.objects.using(alias).filter(
+        status=PaymentSession.Status.PENDING, created_at__lt=cutoff
+    )
+    if ids is not None:
+        candidates = candidates.filter(pk__in=list(ids))
+    with transaction.atomic(using=alias):
+        sessions = list(candidates.select_for_update(skip_locked=True).order_by("pk")[:limit])
+        if not sessions:
+            return 0
+        now = timezone.now()
+        PaymentSession.objects.using(alias).filter(pk__in=[s.pk for s in sessions]).update(
+            status=PaymentSession.Status.EXPIRED, updated_at=now
+        )
+        for session in sessions:
+            session.status = PaymentSession.Status.EXPIRED
+            session.updated_at = now
+        outbox.record_many(
+            OutboxEffect.Kind.SESSION_EXPIRED,
+            sessions,
+            previous_status=PaymentSession.Status.PENDING,
+            using=alias,
+        )
+    logger.info("Expired %d ETpay sessions pending since before %s", len(sessions), cutoff)
+    return len(sessions)
+
+
 def expire_due(
     *,
     older_than: timedelta | None = None,
@@ -292,12 +343,12 @@ def expire_due(
 ) -> int:
     """Expire every pending session older than ``older_than``, one transaction per batch.
 
-    Uses :func:`~django_etpay.services.expire_sessions`; interrupting it leaves the finished
+    Uses :func:`expire_sessions`; interrupting it leaves the finished
     batches expired (with their ``session_expired`` effects) and the rest pending.
     """
     total = 0
     while True:
-        expired = services.expire_sessions(older_than, limit=batch_size)
+        expired = expire_sessions(older_than, limit=batch_size)
         if not expired:
             return total
         total += expired
@@ -417,14 +468,16 @@ def purge_personal_data(
     """
     cutoff = timezone.now() - older_than
     summary = PurgeSummary()
+    alias = write_alias()
     if dry_run:
-        summary.sessions = purgeable_sessions(cutoff).count()
-        summary.notifications = purgeable_notifications(cutoff).count()
+        summary.sessions = purgeable_sessions(cutoff).using(alias).count()
+        summary.notifications = purgeable_notifications(cutoff).using(alias).count()
         return summary
     last_pk = 0
     while True:
         pks = list(
             purgeable_sessions(cutoff)
+            .using(alias)
             .filter(pk__gt=last_pk)
             .order_by("pk")
             .values_list("pk", flat=True)[:batch_size]
@@ -432,8 +485,10 @@ def purge_personal_data(
         if not pks:
             break
         last_pk = pks[-1]
-        summary.sessions += PaymentSession.objects.filter(pk__in=pks).update(
-            **dict.fromkeys(PERSONAL_SESSION_FIELDS, ""), purged_at=timezone.now()
+        summary.sessions += (
+            PaymentSession.objects.using(alias)
+            .filter(pk__in=pks)
+            .update(**dict.fromkeys(PERSONAL_SESSION_FIELDS, ""), purged_at=timezone.now())
         )
         if progress is not None:
             progress(summary)
@@ -441,6 +496,7 @@ def purge_personal_data(
     while True:
         rows = list(
             purgeable_notifications(cutoff)
+            .using(alias)
             .filter(pk__gt=last_pk)
             .order_by("pk")
             .only("pk", "claims")[:batch_size]
@@ -455,8 +511,8 @@ def purge_personal_data(
             row.raw_body_truncated = False
             row.remote_addr = None
             row.purged_at = now
-        with transaction.atomic():
-            Notification.objects.bulk_update(
+        with transaction.atomic(using=alias):
+            Notification.objects.using(alias).bulk_update(
                 rows, ["claims", "raw_body", "raw_body_truncated", "remote_addr", "purged_at"]
             )
         summary.notifications += len(rows)

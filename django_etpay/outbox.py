@@ -24,12 +24,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import DatabaseError, connections, router, transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F
 from django.dispatch import Signal
 from django.utils import timezone
 
 from django_etpay import conf, signals
+from django_etpay.dispatch import write_alias
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
 
 logger = logging.getLogger("django_etpay")
@@ -81,14 +82,15 @@ def record(
 ) -> OutboxEffect:
     """Record one effect of a state change and deliver it after commit.
 
-    Call inside the transaction that changed ``session``: the effect is committed, or rolled
-    back, with the change. The calling process holds the lease from the start, so the recovery
-    path leaves the effect alone while it is being delivered here.
+    Call inside the transaction that changed ``session``: the effect is written to
+    ``session``'s database and committed, or rolled back, with the change. The calling
+    process holds the lease from the start, so the recovery path leaves the effect alone
+    while it is being delivered here.
     """
     effect, claim = new_effect(
         kind, session=session, notification=notification, previous_status=previous_status
     )
-    effect.save()
+    effect.save(using=session._state.db or write_alias())
     deliver_on_commit(effect, claim)
     return effect
 
@@ -102,8 +104,7 @@ def new_effect(
 ) -> tuple[OutboxEffect, str]:
     """An unsaved effect whose lease the calling process holds, and the claim that proves it.
 
-    For callers that write the effect themselves (in the statement that makes the change);
-    once it is saved, hand both to :func:`deliver_on_commit`. :func:`record` does all three.
+    Once it is saved, hand both to :func:`deliver_on_commit`; :func:`record` does all three.
     """
     claim = _new_claim()
     effect = OutboxEffect(
@@ -119,15 +120,24 @@ def new_effect(
 
 
 def deliver_on_commit(effect: OutboxEffect, claim: str) -> None:
-    """Deliver the saved ``effect`` once the current transaction commits (at once without one)."""
-    transaction.on_commit(lambda: _deliver(effect, claim))
+    """Deliver the saved ``effect`` once the transaction of its database commits (at once
+    without one)."""
+    transaction.on_commit(lambda: _deliver(effect, claim), using=effect._state.db)
 
 
-def record_many(kind: str, sessions: Iterable[PaymentSession], previous_status: str = "") -> None:
-    """:func:`record` for many sessions in one ``INSERT`` (expiry works in batches)."""
+def record_many(
+    kind: str,
+    sessions: Iterable[PaymentSession],
+    previous_status: str = "",
+    *,
+    using: str | None = None,
+) -> None:
+    """:func:`record` for many sessions in one ``INSERT`` (expiry works in batches), on
+    ``using`` (the router's write database by default), delivered once it commits."""
+    alias = using or write_alias()
     claim = _new_claim()
     lease_until = timezone.now() + _lease()
-    effects = OutboxEffect.objects.bulk_create(
+    effects = OutboxEffect.objects.using(alias).bulk_create(
         [
             OutboxEffect(
                 kind=kind,
@@ -145,7 +155,7 @@ def record_many(kind: str, sessions: Iterable[PaymentSession], previous_status: 
         for effect in effects:
             _deliver(effect, claim)
 
-    transaction.on_commit(deliver_all)
+    transaction.on_commit(deliver_all, using=alias)
 
 
 def _kwargs(effect: OutboxEffect) -> dict[str, Any]:
@@ -193,10 +203,12 @@ def _deliver(effect: OutboxEffect, claim: str) -> bool:
 
 def _finish(effect: OutboxEffect, claim: str, errors: list[str]) -> None:
     now = timezone.now()
+    mine = OutboxEffect.objects.using(effect._state.db or write_alias()).filter(
+        pk=effect.pk, claim=claim, state=State.PENDING
+    )
     if not errors:
-        updated = _mark_done(effect.pk, claim, now)
+        updated = mine.update(state=State.DONE, delivered_at=now, last_error="")
     else:
-        mine = OutboxEffect.objects.filter(pk=effect.pk, claim=claim, state=State.PENDING)
         attempts = effect.attempts
         if attempts >= int(conf.get_setting("EFFECT_MAX_ATTEMPTS")):
             updated = mine.update(state=State.FAILED, last_error="\n".join(errors)[:2000])
@@ -220,59 +232,32 @@ def _finish(effect: OutboxEffect, claim: str, errors: list[str]) -> None:
         )
 
 
-def _mark_done(pk: int, claim: str, now: datetime) -> int:
-    """``filter(pk=pk, claim=claim, state=pending).update(state=done, delivered_at=now,
-    last_error="")``, written out: every transition ends with it, and compiling the
-    queryset costs more than the statement. Returns the number of rows changed (0 or 1)."""
-    meta = OutboxEffect._meta
-    connection = connections[router.db_for_write(OutboxEffect)]
-    quote = connection.ops.quote_name
-
-    def column(name: str) -> str:
-        field: Any = meta.get_field(name)
-        return quote(field.column)
-
-    delivered_at: Any = meta.get_field("delivered_at")
-    primary_key: Any = meta.pk
-    sql = (
-        f"UPDATE {quote(meta.db_table)} "  # noqa: S608
-        f"SET {column('state')} = %s, {column('delivered_at')} = %s, {column('last_error')} = %s "
-        f"WHERE {quote(primary_key.column)} = %s AND {column('claim')} = %s "
-        f"AND {column('state')} = %s"
-    )
-    params = [
-        State.DONE.value,
-        delivered_at.get_db_prep_save(now, connection=connection),
-        "",
-        pk,
-        claim,
-        State.PENDING.value,
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return int(cursor.rowcount)
-
-
-def claim(pk: int, *, now: datetime | None = None) -> tuple[OutboxEffect, str] | None:
+def claim(
+    pk: int, *, now: datetime | None = None, using: str | None = None
+) -> tuple[OutboxEffect, str] | None:
     """Take the lease of pending effect ``pk`` if it has expired; ``None`` when it has not.
 
     The conditional ``UPDATE`` is the whole protocol: of any number of processes trying at
-    once, exactly one gets a row count of 1.
+    once, exactly one gets a row count of 1. Runs on ``using``, the router's write database
+    by default.
     """
+    effects = OutboxEffect.objects.using(using or write_alias())
     now = now or timezone.now()
     token = _new_claim()
-    taken = OutboxEffect.objects.filter(pk=pk, state=State.PENDING, lease_until__lte=now).update(
+    taken = effects.filter(pk=pk, state=State.PENDING, lease_until__lte=now).update(
         claim=token, lease_until=now + _lease(), attempts=F("attempts") + 1
     )
     if not taken:
         return None
-    effect = OutboxEffect.objects.select_related("session", "notification").get(pk=pk)
+    effect = effects.select_related("session", "notification").get(pk=pk)
     return effect, token
 
 
-def due() -> Any:
-    """Pending effects whose lease has expired, oldest first."""
-    return OutboxEffect.objects.filter(state=State.PENDING, lease_until__lte=timezone.now())
+def due(*, using: str | None = None) -> Any:
+    """Pending effects whose lease has expired, oldest first (on the write database)."""
+    return OutboxEffect.objects.using(using or write_alias()).filter(
+        state=State.PENDING, lease_until__lte=timezone.now()
+    )
 
 
 def deliver_due(*, limit: int | None = None) -> DeliveryReport:
@@ -283,18 +268,20 @@ def deliver_due(*, limit: int | None = None) -> DeliveryReport:
     bounded: effects are read :data:`BATCH_SIZE` ids at a time.
     """
     report = DeliveryReport()
+    alias = write_alias()
     last_pk = 0
     while True:
         done = report.delivered + report.failed + report.gave_up
         if limit is not None and done >= limit:
             break
         size = BATCH_SIZE if limit is None else min(BATCH_SIZE, limit - done)
-        pks = list(due().filter(pk__gt=last_pk).order_by("pk").values_list("pk", flat=True)[:size])
+        pending = due(using=alias).filter(pk__gt=last_pk).order_by("pk")
+        pks = list(pending.values_list("pk", flat=True)[:size])
         if not pks:
             break
         last_pk = pks[-1]
         for pk in pks:
-            claimed = claim(pk)
+            claimed = claim(pk, using=alias)
             if claimed is None:
                 continue  # another process took it, or its owner renewed nothing: not ours
             effect, token = claimed
@@ -320,6 +307,8 @@ def redeliver(effects: Iterable[OutboxEffect]) -> int:
     For staff, after fixing a receiver that kept failing. The attempt count starts over.
     """
     pks = [effect.pk for effect in effects]
-    return OutboxEffect.objects.filter(pk__in=pks).update(
-        state=State.PENDING, lease_until=timezone.now(), attempts=0, claim=""
+    return (
+        OutboxEffect.objects.using(write_alias())
+        .filter(pk__in=pks)
+        .update(state=State.PENDING, lease_until=timezone.now(), attempts=0, claim="")
     )

@@ -14,11 +14,8 @@ reason only: never the JWT, its signature or the key.
 
 from __future__ import annotations
 
-import base64
 import hmac
-import json
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict
@@ -117,9 +114,6 @@ def read_unverified(raw_jwt: str) -> dict[str, Any]:
         raise EtpayVerificationError(Reason.MALFORMED, "The result is empty.")
     if not raw_jwt.isascii():
         raise EtpayVerificationError(Reason.MALFORMED, "The result is not a JWT.")
-    plain = _read_plain(raw_jwt.strip())
-    if plain is not None:
-        return plain
     try:
         # Nothing is verified here, so no algorithm is accepted either: verification, in
         # _decode, pins HS256.
@@ -131,53 +125,6 @@ def read_unverified(raw_jwt: str) -> dict[str, Any]:
         logger.debug("ETpay result rejected: not a JWT (%s)", type(err).__name__)
         raise EtpayVerificationError(Reason.MALFORMED, "The result is not a JWT.") from None
     return claims
-
-
-#: A compact JWT in its plainest form: three base64url segments, no padding.
-_PLAIN_JWT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
-
-#: The only header members a plain JWT may have: PyJWT checks no other unverified.
-_PLAIN_HEADER = frozenset({"alg", "typ"})
-
-
-def _read_plain(text: str) -> dict[str, Any] | None:
-    """The payload of a JWT in its plainest form, or ``None`` for PyJWT to read it.
-
-    What ETpay sends is read here without PyJWT, as PyJWT would read it: PyJWT's own checks
-    of the base64url text (2.10 and later) cost as much as the rest of the parse, and the
-    result is parsed again by PyJWT when it is verified anyway. Only text PyJWT certainly
-    reads the same way is taken: three segments of canonical, unpadded base64url, a
-    header that is a JSON object with no member but ``alg`` and ``typ`` (PyJWT checks
-    ``kid``, ``crit`` and ``b64`` even unverified), a payload that is a JSON object. Anything
-    else, and anything that fails to parse, returns ``None``, so that every refusal and its
-    reason still come from PyJWT. Nothing here is verified.
-    """
-    if not _PLAIN_JWT.fullmatch(text):
-        return None
-    try:
-        # PyJWT decodes the signature too, and refuses any segment that is not base64url in
-        # its one canonical spelling (2.10 and later).
-        header, payload, _signature = [_canonical_b64url(part) for part in text.split(".")]
-        header_claims = json.loads(header)
-        claims = json.loads(payload)
-    except Exception:
-        # Whatever the reason (not base64url, not UTF-8, not JSON, nested too deep), PyJWT
-        # decides.
-        return None
-    if not isinstance(header_claims, dict) or not isinstance(claims, dict):
-        return None
-    if not header_claims.keys() <= _PLAIN_HEADER:
-        return None
-    return claims
-
-
-def _canonical_b64url(segment: str) -> bytes:
-    """The bytes ``segment`` encodes; ``ValueError`` unless it is their one unpadded spelling."""
-    # Two "=" are the most a segment lacks; Python's decoder ignores any it does not need.
-    decoded = base64.urlsafe_b64decode(segment + "==")
-    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != segment.encode():
-        raise ValueError
-    return decoded
 
 
 def session_token_of(claims: Mapping[str, Any]) -> str:

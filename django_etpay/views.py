@@ -1,7 +1,7 @@
 """HTTP endpoints: ETpay's notification, the payer's return, the widget's result.
 
 The views only read requests and write replies; verification, storage and signals are
-:func:`django_etpay.services.process_notification`. Every view is ``non_atomic_requests`` so
+:func:`django_etpay.pipeline.process_notification`. Every view is ``non_atomic_requests`` so
 that the record of a result survives even with ``ATOMIC_REQUESTS = True``, and none ever
 answers with a traceback or shows a JWT or a key.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 from django.contrib.auth import decorators as auth_decorators
 from django.core.exceptions import BadRequest, RequestDataTooBig, SuspiciousOperation
-from django.db import transaction
+from django.db import connections, transaction
 from django.http import (
     HttpRequest,
     HttpResponse,
@@ -33,7 +33,7 @@ from django.template.response import TemplateResponse
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
-from django_etpay import conf, services
+from django_etpay import conf, pipeline, records
 from django_etpay.models import Notification, PaymentSession
 
 logger = logging.getLogger("django_etpay.views")
@@ -49,6 +49,18 @@ def _no_op(view_func: _ViewFunc) -> _ViewFunc:
 login_not_required: Callable[[_ViewFunc], _ViewFunc] = getattr(
     auth_decorators, "login_not_required", _no_op
 )
+
+
+def non_atomic_requests_everywhere(view: _ViewFunc) -> _ViewFunc:
+    """``transaction.non_atomic_requests`` on every configured database, not only ``default``.
+
+    With the app's models routed to a database of their own that has ``ATOMIC_REQUESTS``,
+    Django would otherwise wrap the view in a transaction there: row locks held and signals
+    held back until the whole response is built, a transaction open while ETpay answers.
+    """
+    for alias in connections:
+        view = transaction.non_atomic_requests(using=alias)(view)
+    return view
 
 
 #: What a compact JWS looks like: three base64url segments joined by dots.
@@ -236,7 +248,7 @@ class ResultIntakeMixin:
             try:
                 raw_jwt = self.read_jwt(request)
             except ResultBodyError as err:
-                rejected = services.record_rejection(
+                rejected = records.record_rejection(
                     channel=self.channel,
                     reason=err.reason,
                     detail=err.detail,
@@ -244,7 +256,7 @@ class ResultIntakeMixin:
                     remote_addr=remote_addr,
                 )
                 return rejected, err.status
-            notification = services.process_notification(
+            notification = pipeline.process_notification(
                 raw_jwt, channel=self.channel, remote_addr=remote_addr
             )
         except Exception as err:
@@ -376,7 +388,7 @@ class NotificationView(ResultIntakeMixin, View):
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Callable[..., HttpResponseBase]:
         view = super().as_view(**initkwargs)
-        return transaction.non_atomic_requests(csrf_exempt(login_not_required(view)))
+        return non_atomic_requests_everywhere(csrf_exempt(login_not_required(view)))
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         # Status policy: 200 tells ETpay to stop (accepted, or a repeat of a stored result);
@@ -406,7 +418,7 @@ class ReturnView(ResultStateMixin, View):
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Callable[..., HttpResponseBase]:
         view = super().as_view(**initkwargs)
-        return transaction.non_atomic_requests(login_not_required(view))
+        return non_atomic_requests_everywhere(login_not_required(view))
 
     def find_jwt(self, request: HttpRequest, path_value: str | None = None) -> str | None:
         """The JWT carried by the URL, if any."""
@@ -444,14 +456,14 @@ class ReturnView(ResultStateMixin, View):
         limit = int(conf.get_setting("NOTIFICATION_MAX_BYTES"))
         try:
             if len(raw_jwt) > limit:
-                services.record_rejection(
+                records.record_rejection(
                     channel=self.channel,
                     reason=Reason.TOO_LARGE,
                     detail=f"JWT of {len(raw_jwt)} characters exceeds {limit}.",
                     remote_addr=remote_addr,
                 )
                 return self.render_result(request, None, status=400)
-            notification = services.process_notification(
+            notification = pipeline.process_notification(
                 raw_jwt, channel=self.channel, remote_addr=remote_addr
             )
         except Exception as err:
@@ -468,7 +480,7 @@ class ReturnView(ResultStateMixin, View):
         self, request: HttpRequest, reason: str, why: str, remote_addr: str | None
     ) -> HttpResponseBase:
         try:
-            services.record_rejection(
+            records.record_rejection(
                 channel=self.channel,
                 reason=reason,
                 detail=f"The return URL could not be read ({why}).",
@@ -520,7 +532,7 @@ class WidgetResultView(ResultIntakeMixin, ResultStateMixin, View):
         # The CSRF middleware skips this view: the same check runs inside it (csrf_protect),
         # after the body has been read, so that a body Django cannot parse is a stored
         # rejection answered in JSON instead of an exception raised by the middleware.
-        return transaction.non_atomic_requests(csrf_exempt(login_not_required(guarded)))
+        return non_atomic_requests_everywhere(csrf_exempt(login_not_required(guarded)))
 
     def check_body_then_csrf(
         self,
@@ -554,7 +566,7 @@ class WidgetResultView(ResultIntakeMixin, ResultStateMixin, View):
             )
         status = failure.status
         try:
-            services.record_rejection(
+            records.record_rejection(
                 channel=self.channel,
                 reason=failure.reason,
                 detail=failure.detail,

@@ -17,13 +17,3 @@ def mocked_responses() -> Iterator[responses_lib.RequestsMock]:
 
 # The fixtures a shop gets from django_etpay.testing, loaded the way a shop loads them.
 pytest_plugins = ["django_etpay.testing.pytest_plugin"]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_statement_cache() -> None:
-    """Each test builds the one-statement SQL itself instead of using what another test built,
-    so that every test exercises the code that writes that SQL (and mutation testing sees it)."""
-    from django_etpay import services
-
-    services._INSERT_SELECTS.clear()
-    services._SESSION_LOOKUPS.clear()

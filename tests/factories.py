@@ -187,9 +187,9 @@ def load_fixture(name: str, session: PaymentSession, **overrides: Any) -> dict[s
 def failing_session_saves(message: str = "database went away") -> Iterator[None]:
     """Make every change of a ``PaymentSession``'s fields raise, as a lost database would.
 
-    Both ways the library changes a session fail: a model ``save()``, and the one statement
-    that applies a transition on PostgreSQL (``WITH changed AS (UPDATE ...``). The storage
-    budget's counter (``stored_*``) still moves, so that the failure itself can be recorded.
+    Both ways the library changes a session fail: a model ``save()`` and a queryset
+    ``update()`` of its fields. The storage budget's counter (``stored_*``) still moves, so
+    that the failure itself can be recorded.
     """
 
     def explode(sender: Any, **kwargs: Any) -> None:
@@ -210,7 +210,7 @@ def failing_session_saves(message: str = "database went away") -> Iterator[None]
 
 
 _SESSION_CHANGE = re.compile(
-    rf'^(?:WITH \w+ AS \()?UPDATE "{PaymentSession._meta.db_table}" SET "(?!stored_)'  # noqa: S608
+    rf'^UPDATE "{PaymentSession._meta.db_table}" SET "(?!stored_)'  # noqa: S608
 )
 
 

@@ -319,7 +319,8 @@ def serving(
             try:
                 requests.get(f"{served.base}{probe}", timeout=1)
                 break
-            except requests.ConnectionError:
+            # A server still starting on a busy machine may accept and answer late.
+            except (requests.ConnectionError, requests.Timeout):
                 if process.poll() is not None or time.monotonic() > deadline:
                     process.kill()
                     output, _ = process.communicate(timeout=10)

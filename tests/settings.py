@@ -2,7 +2,7 @@
 
 The database is a real PostgreSQL server started by the suite (see ``tests/postgres.py``);
 ``ETPAY_TEST_DB=sqlite`` runs the suite on SQLite instead, for a quick local loop (the
-concurrency tests then skip themselves).
+concurrency tests then skip themselves). A second alias, ``payments``, serves the router tests.
 """
 
 from __future__ import annotations
@@ -55,12 +55,22 @@ TEMPLATES = [
     }
 ]
 
+# "payments" is where tests/routers.py routes the app's models in the router tests
+# (tests/test_router_*.py); no other test uses it, and pytest-django creates a test database
+# only for the aliases the collected tests ask for, so the rest of the suite never pays for it.
 if os.environ.get("ETPAY_TEST_DB") == "sqlite":
-    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+    DATABASES = {
+        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+        "payments": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+    }
 else:
     from tests.postgres import database_settings
 
-    DATABASES = {"default": database_settings()}
+    # A second database on the same server.
+    DATABASES = {
+        "default": database_settings(),
+        "payments": {**database_settings(), "NAME": "etpay_payments"},
+    }
 
 # Django's Tasks framework: the immediate backend by default (django.tasks on Django 6.0+, the
 # django-tasks backport before); with django-tasks-db installed (the tox env `heavy`), also a

@@ -298,9 +298,7 @@ def test_expire_in_batches_interrupted_and_rerun(
     fresh = make_session()
     assert run("etpay_expire", "--dry-run").strip() == "Would expire 5 sessions."
 
-    from django_etpay import services
-
-    real = services.expire_sessions
+    real = operations.expire_sessions
     calls = 0
 
     def interrupted(*args: Any, **kwargs: Any) -> int:
@@ -312,7 +310,7 @@ def test_expire_in_batches_interrupted_and_rerun(
 
     out = io.StringIO()
     with (
-        mock.patch.object(services, "expire_sessions", interrupted),
+        mock.patch.object(operations, "expire_sessions", interrupted),
         pytest.raises(CommandError, match="Interrupted"),
     ):
         call_command("etpay_expire", "--batch-size", "2", stdout=out)

@@ -2,11 +2,8 @@
 
 Many threads, each with its own database connection, deliver the same result through the views
 at the same moment (released together by a barrier). Exactly one of them may apply the
-transition and fire ``payment_completed``; every delivery is recorded. Each test runs twice:
-through the one-statement transition (``UPDATE ... WHERE status = <the status read>``,
-PostgreSQL's first choice) and through the row lock (``SELECT ... FOR UPDATE`` in a
-transaction, where a result goes when the status changed after it was read, and the only path
-on other databases).
+transition and fire ``payment_completed``; every delivery is recorded. A result that may
+change a session is decided on the row locked with ``SELECT ... FOR UPDATE`` in a transaction.
 """
 
 from __future__ import annotations
@@ -22,7 +19,6 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from django_etpay import services
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
 from tests.factories import make_session, mint_jwt, signal_mocks
 
@@ -40,15 +36,6 @@ Send = Callable[[Client], Any]
 def _postgres_only() -> None:
     if connection.vendor != "postgresql":
         pytest.skip("row locks need PostgreSQL; SQLite serialises writers differently")
-
-
-@pytest.fixture(autouse=True, params=["one statement", "row lock"])
-def path(request: pytest.FixtureRequest) -> Iterator[str]:
-    if request.param == "row lock":
-        with mock.patch.object(services, "_transition_in_one_statement", return_value=None):
-            yield request.param
-    else:
-        yield request.param
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from django.db import DatabaseError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from django_etpay import services, signals, tokens
+from django_etpay import dispatch, records, services, signals, tokens, values
 from django_etpay.exceptions import EtpayVerificationError
 from django_etpay.models import Notification, PaymentSession
 from tests.factories import (
@@ -209,9 +209,15 @@ def test_unreadable_result_log_names_the_parser_error(logs: pytest.LogCaptureFix
     ):
         tokens.read_unverified("a.b.c")
     session = PaymentSession(**SESSION)
-    # A plain JWT is read unverified without PyJWT; PyJWT fails only when it verifies.
-    with mock.patch("jwt.decode", side_effect=OverflowError):
-        err = rejection(mint_jwt(session), session)
+    raw = mint_jwt(session)
+    unverified = tokens.read_unverified(raw)
+    # PyJWT read it unverified; here it fails only when it verifies.
+    with (
+        mock.patch("jwt.decode", side_effect=OverflowError),
+        pytest.raises(EtpayVerificationError) as info,
+    ):
+        tokens.verify_payment_jwt(raw, session, unverified)
+    err = info.value
     assert (err.reason, err.message) == ("malformed", "The result is not a valid JWT.")
     assert lines(logs) == [
         (
@@ -458,7 +464,7 @@ def test_when_the_failure_cannot_be_stored_either(logs: pytest.LogCaptureFixture
     session = make_session()
     with (
         failing_session_saves(),
-        mock.patch.object(services, "record_rejection", side_effect=DatabaseError("gone")),
+        mock.patch.object(records, "record_rejection", side_effect=DatabaseError("gone")),
         pytest.raises(RuntimeError),
     ):
         process(mint_jwt(session))
@@ -501,7 +507,7 @@ def test_a_receiver_without_a_qualified_name_is_logged_by_its_class(
     error = ValueError("bug")
     stub = mock.Mock(send_robust=mock.Mock(return_value=[(CallableReceiver(), error), (1, 2)]))
     with django_capture_on_commit_callbacks(execute=True):
-        services._send_on_commit(stub, sender=PaymentSession, session=None)
+        dispatch.send_on_commit(stub, sender=PaymentSession, using="default", session=None)
     stub.send_robust.assert_called_once_with(sender=PaymentSession, session=None)
     assert [(r.msg, r.args, r.exc_info[1]) for r in logs.records if r.exc_info] == [
         (
@@ -520,7 +526,7 @@ def test_a_transition_writes_only_the_columns_it_changes() -> None:
     session = make_session()
     with CaptureQueriesContext(connection) as queries:
         process(mint_jwt(session))
-    # A model save on other databases, part of one statement on PostgreSQL: the SET clause.
+    # The session's save(update_fields=...): its SET clause.
     [update] = [
         match.group(1)
         for q in queries.captured_queries
@@ -596,9 +602,9 @@ def test_claims_exactly_at_the_store_limit_are_kept(settings: Any) -> None:
     claims = {"session_token": "s", "x": "y"}
     size = len(json.dumps(claims))
     settings.ETPAY = {**settings.ETPAY, "NOTIFICATION_STORE_BYTES": size}
-    assert services._storable_claims(claims) == claims
+    assert values.storable_claims(claims) == claims
     settings.ETPAY = {**settings.ETPAY, "NOTIFICATION_STORE_BYTES": size - 1}
-    assert services._storable_claims(claims) is None
+    assert values.storable_claims(claims) is None
 
 
 def test_unlinked_budget_counts_the_last_hour_of_unlinked_rejections(settings: Any) -> None:

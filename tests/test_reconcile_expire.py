@@ -359,12 +359,7 @@ def test_expire_skips_a_session_locked_by_result_processing(
 
     def process() -> None:
         try:
-            # The path that holds the row lock for a while: the one-statement transition
-            # (PostgreSQL's first choice) holds it only for its statement.
-            with (
-                mock.patch.object(tokens, "check_against_session", slow_check),
-                mock.patch.object(services, "_transition_in_one_statement", return_value=None),
-            ):
+            with mock.patch.object(tokens, "check_against_session", slow_check):
                 outcome["notification"] = services.process_notification(
                     mint_jwt(session), channel=Notification.Channel.WEBHOOK
                 )

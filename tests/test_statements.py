@@ -1,16 +1,16 @@
-"""The SQL each hot path sends, pinned by kind and table, so that it cannot grow silently.
+"""The most SQL each hot path may send, by kind and table, so that it cannot grow silently.
 
 Each path runs as in production: in autocommit (``transaction=True``), so the statements are
-those a request pays for. Statements are written as ``KIND table[,table] [FOR UPDATE]``;
-``BEGIN`` and ``COMMIT`` are listed apart, as not every Django and driver logs them.
-
-PostgreSQL stores a repeat or a rejection with one statement (the storage budget and the row
-together); other databases take the budget and save the row in a short transaction.
+those a request pays for. Statements are written as ``KIND table [FOR UPDATE]``. Each path has
+an upper bound per kind of statement, not an exact list: a Django release that adds a
+savepoint or drops a statement passes, a query in a loop or a new kind of statement fails.
+Transaction control (``BEGIN``, ``COMMIT``, savepoints) is not counted.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 from unittest import mock
@@ -20,7 +20,7 @@ import responses as responses_lib
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from django_etpay import services, tokens
+from django_etpay import pipeline, services, tokens
 from django_etpay.exceptions import EtpayResponseError
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
 from tests.factories import make_session, mint_jwt, mint_system_error_jwt, signal_mocks
@@ -42,17 +42,15 @@ INIT_URL = "https://api.etpay.test/session/initialize"
 REPLY = {"token": "sess-pinned-1", "signature_token": "sig-pinned-" + "k" * 60}
 
 _TABLE = re.compile(r'\b(?:FROM|INTO|UPDATE)\s+"?(\w+)"?', re.IGNORECASE)
-_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK")
-_CTES = ("taken", "changed", "recorded")
+_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 
 
 def describe(sql: str) -> str:
-    """``SELECT etpay_paymentsession FOR UPDATE``, ``WITH etpay_paymentsession,...``."""
+    """``SELECT etpay_paymentsession FOR UPDATE``, ``INSERT etpay_notification``..."""
     kind = sql.split()[0].upper()
-    if kind in (*_CONTROL, "SAVEPOINT", "RELEASE"):
+    if kind in _CONTROL:
         return kind
-    # Names of the one-statement paths' common table expressions, not tables.
-    tables = [t for t in dict.fromkeys(_TABLE.findall(sql)) if t not in _CTES]
+    tables = list(dict.fromkeys(_TABLE.findall(sql)))
     lock = " FOR UPDATE" if "FOR UPDATE" in sql.upper() else ""
     return f"{kind} {','.join(tables)}{lock}"
 
@@ -99,7 +97,15 @@ def locked(table: str) -> str:
     return f"SELECT {table}{suffix}"
 
 
-def first_delivery_under_the_lock() -> list[str]:
+def assert_at_most(statements: list[str], bound: list[str]) -> None:
+    """Each kind of statement in ``statements`` is in ``bound`` and runs at most as often."""
+    counts, allowed = Counter(statements), Counter(bound)
+    assert set(counts) <= set(allowed), f"unexpected statements: {set(counts) - set(allowed)}"
+    over = {kind: n for kind, n in counts.items() if n > allowed[kind]}
+    assert not over, f"more statements than allowed: {over} (at most {dict(allowed)})"
+
+
+def first_delivery() -> list[str]:
     """Read, then lock and re-read in a transaction; change, record, outbox effect; after
     commit the effect is marked delivered."""
     return [
@@ -112,19 +118,9 @@ def first_delivery_under_the_lock() -> list[str]:
     ]
 
 
-def budgeted_insert(counter_table: str = SESSION) -> list[str]:
-    """Taking a storage budget unit and storing the row: one statement on PostgreSQL."""
-    if connection.vendor == "postgresql":
-        return [f"WITH {counter_table},{NOTIFICATION}"]
-    return [f"UPDATE {counter_table}", f"INSERT {NOTIFICATION}"]
-
-
-def transactions(count: int) -> list[str]:
-    """``count`` BEGIN/COMMIT pairs, as far as this Django and driver log them."""
-    with CaptureQueriesContext(connection) as probe, transaction.atomic():
-        connection.cursor().execute("SELECT 1")
-    logged = any(q["sql"].startswith("BEGIN") for q in probe.captured_queries)
-    return ["BEGIN", "COMMIT"] * count if logged else []
+#: A result that changes nothing: the read, the storage budget (a conditional UPDATE of the
+#: session's counter) and the record.
+BUDGETED = [f"SELECT {SESSION}", f"UPDATE {SESSION}", f"INSERT {NOTIFICATION}"]
 
 
 def deliver(raw: str, channel: str = Channel.WEBHOOK) -> Notification:
@@ -150,50 +146,22 @@ def test_first_delivery_changes_records_and_marks_its_effect(
     with context:
         notification = deliver(raw)
     assert notification.outcome == Outcome.ACCEPTED
-    if connection.vendor == "postgresql":
-        # Read; change the session if it is still pending, record the result and the outbox
-        # effect, in one statement; the effect marked delivered after the receivers ran.
-        assert statements.sql == [
-            f"SELECT {SESSION}",
-            f"WITH {SESSION},{NOTIFICATION},{OUTBOX}",
-            f"UPDATE {OUTBOX}",
-        ]
-        assert statements.control == []
-    else:
-        assert statements.sql == first_delivery_under_the_lock()
-        assert statements.control == transactions(1)
-        if statements.control:
-            # The transaction opens after the first read and closes before the effect's update.
-            assert statements.all.index("BEGIN") == 1
-            assert statements.all.index("COMMIT") == len(statements.all) - 2
+    assert_at_most(statements.sql, first_delivery())
+    # Decided on the locked row, and its effect marked delivered after the receivers ran.
+    assert locked(SESSION) in statements.sql
+    assert statements.sql[-1] == f"UPDATE {OUTBOX}"
     receivers["payment_completed"].assert_called_once()
 
 
-def test_first_delivery_under_the_lock_when_the_one_statement_cannot_be_built(
-    captured: Any, receivers: dict[str, mock.MagicMock]
-) -> None:
-    session = make_session()
-    context, statements = captured()
-    with mock.patch.object(services, "_insert_head", return_value=None), context:
-        notification = deliver(mint_jwt(session))
-    assert notification.outcome == Outcome.ACCEPTED
-    assert statements.sql == first_delivery_under_the_lock()
-    assert services._INSERT_SELECTS == {}
-    receivers["payment_completed"].assert_called_once()
-    assert PaymentSession.objects.get(pk=session.pk).status == Status.PAID
-
-
-def test_repeat_takes_no_lock_and_no_transaction(captured: Any) -> None:
+def test_repeat_takes_no_row_lock(captured: Any) -> None:
     session, raw = paid_session()
     updated_at = PaymentSession.objects.get(pk=session.pk).updated_at
     context, statements = captured()
     with context:
         notification = deliver(raw)
     assert notification.outcome == Outcome.DUPLICATE
-    assert statements.sql == [f"SELECT {SESSION}", *budgeted_insert()]
+    assert_at_most(statements.sql, BUDGETED)
     assert not any("FOR UPDATE" in s for s in statements.all)
-    if connection.vendor == "postgresql":
-        assert statements.control == []
     stored = Notification.objects.get(pk=notification.pk)
     assert (stored.session_id, stored.outcome, stored.reason) == (
         session.pk,
@@ -226,7 +194,8 @@ def test_repeat_beyond_its_budget_stores_nothing(
         notification = deliver(raw)
     assert notification.outcome == Outcome.DUPLICATE
     assert notification.pk is None
-    assert statements.sql == [f"SELECT {SESSION}", *budgeted_insert()[:1]]
+    # The budget's UPDATE changed no row: nothing is inserted.
+    assert_at_most(statements.sql, [f"SELECT {SESSION}", f"UPDATE {SESSION}"])
     assert Notification.objects.filter(session=session).count() == 3
     session.refresh_from_db()
     assert session.stored_duplicates == 2
@@ -250,7 +219,8 @@ def test_results_a_settled_session_cannot_take_skip_the_lock(
     with context:
         notification = deliver(mint_jwt(session, payment_status=then))
     assert (notification.outcome, notification.reason) == (Outcome.DUPLICATE, reason)
-    assert statements.sql == [f"SELECT {SESSION}", *budgeted_insert()]
+    assert_at_most(statements.sql, BUDGETED)
+    assert not any("FOR UPDATE" in s for s in statements.all)
 
 
 def test_system_error_on_a_paid_session_skips_the_lock(captured: Any) -> None:
@@ -259,7 +229,8 @@ def test_system_error_on_a_paid_session_skips_the_lock(captured: Any) -> None:
     with context:
         notification = deliver(mint_system_error_jwt(session))
     assert (notification.outcome, notification.reason) == (Outcome.DUPLICATE, Reason.SYSTEM_ERROR)
-    assert statements.sql == [f"SELECT {SESSION}", *budgeted_insert()]
+    assert_at_most(statements.sql, BUDGETED)
+    assert not any("FOR UPDATE" in s for s in statements.all)
     session.refresh_from_db()
     assert session.needs_reconciliation is False
 
@@ -274,17 +245,8 @@ def test_result_that_may_change_a_pending_session_is_decided_under_the_lock(
     assert (notification.outcome, notification.reason) == (Outcome.DUPLICATE, Reason.SYSTEM_ERROR)
     # The reconciliation flag under the lock, then the record within its budget, taken the
     # same way as on the lock-free path.
-    # (Elsewhere than PostgreSQL the budget's transaction is a savepoint inside the lock's.)
-    nested = connection.vendor != "postgresql"
-    assert statements.sql == [
-        f"SELECT {SESSION}",
-        locked(SESSION),
-        f"UPDATE {SESSION}",
-        *(["SAVEPOINT"] if nested else []),
-        *budgeted_insert(),
-        *(["RELEASE"] if nested else []),
-    ]
-    assert statements.control == transactions(1)
+    assert_at_most(statements.sql, [locked(SESSION), f"UPDATE {SESSION}", *BUDGETED])
+    assert locked(SESSION) in statements.sql
     session.refresh_from_db()
     assert (session.needs_reconciliation, session.stored_duplicates) == (True, 1)
 
@@ -297,7 +259,7 @@ def test_rejected_result_of_a_known_session(
     with context:
         notification = deliver(mint_jwt(session, key=WRONG_KEY))
     assert (notification.outcome, notification.reason) == (Outcome.REJECTED, Reason.BAD_SIGNATURE)
-    assert statements.sql == [f"SELECT {SESSION}", *budgeted_insert()]
+    assert_at_most(statements.sql, BUDGETED)
     assert not any("FOR UPDATE" in s for s in statements.all)
     stored = Notification.objects.get(pk=notification.pk)
     assert stored.session_id == session.pk
@@ -317,7 +279,7 @@ def test_rejected_result_of_a_known_session_beyond_its_budget(
     with context:
         notification = deliver(mint_jwt(session, key=WRONG_KEY))
     assert notification.pk is None
-    assert statements.sql == [f"SELECT {SESSION}", *budgeted_insert()[:1]]
+    assert_at_most(statements.sql, [f"SELECT {SESSION}", f"UPDATE {SESSION}"])
     assert Notification.objects.filter(session=session).count() == 1
     assert receivers["notification_rejected"].call_count == 1
 
@@ -332,12 +294,10 @@ def test_rejected_result_naming_no_session(captured: Any) -> None:
         Reason.UNKNOWN_SESSION,
     )
     # The session lookup, the hourly budget of unlinked rejections (counted), the row.
-    assert statements.sql == [
-        f"SELECT {SESSION}",
-        f"SELECT {NOTIFICATION}",
-        f"INSERT {NOTIFICATION}",
-    ]
-    assert statements.control == transactions(1)
+    assert_at_most(
+        statements.sql, [f"SELECT {SESSION}", f"SELECT {NOTIFICATION}", f"INSERT {NOTIFICATION}"]
+    )
+    assert Notification.objects.filter(pk=notification.pk, session=None).exists()
 
 
 def test_a_repeat_read_before_the_first_delivery_committed_is_decided_under_the_lock(
@@ -347,7 +307,7 @@ def test_a_repeat_read_before_the_first_delivery_committed_is_decided_under_the_
     # before the repeat takes the lock. The locked re-read must see "paid": one transition.
     session = make_session()
     raw = mint_jwt(session)
-    real = services._changes_nothing
+    real = pipeline.changes_nothing
     first: list[Notification] = []
     calls: list[str] = []
 
@@ -358,7 +318,7 @@ def test_a_repeat_read_before_the_first_delivery_committed_is_decided_under_the_
             first.append(deliver(raw))
         return answer
 
-    with mock.patch.object(services, "_changes_nothing", first_delivery_commits_meanwhile):
+    with mock.patch.object(pipeline, "changes_nothing", first_delivery_commits_meanwhile):
         repeat = deliver(raw)
 
     # The repeat saw "pending" (so went for the lock), the first delivery saw it too.
@@ -410,8 +370,8 @@ def test_initialize_session_in_autocommit_writes_twice(
     context, statements = captured()
     with context:
         session = services.initialize_session("OC-pinned-1", 1000)
-    # The initializing row, then ETpay's tokens: no transaction, no savepoint.
-    assert statements.all == [f"INSERT {SESSION}", f"UPDATE {SESSION}"]
+    # The initializing row, then ETpay's tokens; no transaction of its own.
+    assert_at_most(statements.all, [f"INSERT {SESSION}", f"UPDATE {SESSION}"])
     assert PaymentSession.objects.get(pk=session.pk).status == Status.PENDING
 
 
@@ -422,7 +382,8 @@ def test_initialize_session_in_a_transaction_guards_its_update_with_a_savepoint(
     context, statements = captured()
     with transaction.atomic(), context:
         services.initialize_session("OC-pinned-2", 1000)
-    assert statements.all == [f"INSERT {SESSION}", "SAVEPOINT", f"UPDATE {SESSION}", "RELEASE"]
+    assert_at_most(statements.sql, [f"INSERT {SESSION}", f"UPDATE {SESSION}"])
+    assert statements.all.count("SAVEPOINT") == 1
 
 
 def test_initialize_session_in_autocommit_keeps_the_row_when_the_tokens_cannot_be_stored(
@@ -445,33 +406,18 @@ def test_initialize_session_in_autocommit_keeps_the_row_when_the_tokens_cannot_b
     assert (first.status, first.token) == (Status.PENDING, "sess-pinned-1")
 
 
-def test_repeat_falls_back_to_a_transaction_when_the_insert_cannot_be_reused(
-    captured: Any,
-) -> None:
-    session, raw = paid_session()
-    context, statements = captured()
-    with mock.patch.object(services, "_budgeted_insert_template", return_value=None), context:
-        notification = deliver(raw)
-    assert notification.outcome == Outcome.DUPLICATE
-    assert statements.sql == [f"SELECT {SESSION}", f"UPDATE {SESSION}", f"INSERT {NOTIFICATION}"]
-    assert not any("FOR UPDATE" in s for s in statements.all)
-    assert Notification.objects.filter(pk=notification.pk, outcome=Outcome.DUPLICATE).exists()
-    session.refresh_from_db()
-    assert session.stored_duplicates == 1
-
-
 # -- the lock-free path refuses to change anything; a session gone before its lock -------------
 
 
 def test_a_result_read_without_the_lock_may_not_change_the_session() -> None:
-    # The guard behind _changes_nothing(): a system error flags a pending session for
+    # The guard behind changes_nothing(): a system error flags a pending session for
     # reconciliation (a field changes, no signal), so it must never be applied unlocked.
     session = make_session()
     verified = tokens.verify_payment_jwt(mint_system_error_jwt(session), session)
     with pytest.raises(
         RuntimeError, match=r"^A result read without the row lock would change the session\.$"
     ):
-        services._apply_verified(
+        pipeline._apply_verified(
             session, verified, channel=Channel.WEBHOOK, raw_body="", remote_addr=None, locked=False
         )
     session.refresh_from_db()
@@ -482,13 +428,13 @@ def test_a_result_read_without_the_lock_may_not_change_the_session() -> None:
 def test_a_session_deleted_before_its_lock_is_rejected_as_unknown() -> None:
     session = make_session()
     raw = mint_jwt(session)
-    decide = services._changes_nothing
+    decide = pipeline.changes_nothing
 
     def delete_then_decide(target: PaymentSession, verified: Any) -> bool:
         PaymentSession.objects.filter(pk=target.pk).delete()
         return decide(target, verified)
 
-    with mock.patch.object(services, "_changes_nothing", delete_then_decide):
+    with mock.patch.object(pipeline, "changes_nothing", delete_then_decide):
         notification = services.process_notification(raw, channel=Channel.WEBHOOK)
     assert notification.outcome == Outcome.REJECTED
     assert notification.reason == Reason.UNKNOWN_SESSION
@@ -496,12 +442,11 @@ def test_a_session_deleted_before_its_lock_is_rejected_as_unknown() -> None:
     assert notification.session_id is None
 
 
-# -- the one-statement INSERT: built per counter, like the ORM's ----------------------------------
+# -- the storage budgets -----------------------------------------------------------------------
 
 
 def test_each_counter_takes_its_own_budget_in_one_process() -> None:
-    # One statement per (database, counter) is kept: a rejection and then a repeat of the same
-    # session must each move their own counter, whichever was built first.
+    # A rejection and then a repeat of the same session each move their own counter.
     session = make_session()
     assert deliver(mint_jwt(session, key=WRONG_KEY)).outcome == Outcome.REJECTED
     assert deliver(mint_jwt(session)).outcome == Outcome.ACCEPTED
@@ -510,52 +455,6 @@ def test_each_counter_takes_its_own_budget_in_one_process() -> None:
     session.refresh_from_db()
     assert (session.stored_rejections, session.stored_duplicates) == (2, 1)
     assert Notification.objects.filter(session=session).count() == 4
-
-
-@pytest.mark.parametrize(
-    ("compiled", "fields", "head"),
-    [
-        ([('INSERT INTO "t" ("a", "b") VALUES (%s, %s)', ())], 2, 'INSERT INTO "t" ("a", "b")'),
-        ([('INSERT INTO "t" ("a", "b") VALUES (%s, %s)', ())], 3, None),
-        ([('INSERT INTO "t" ("a") VALUES (%s) RETURNING "t"."id"', ())], 1, None),
-        ([('INSERT INTO "t" (" VALUES ") VALUES (%s)', ())], 1, 'INSERT INTO "t" (" VALUES ")'),
-        (
-            [('INSERT INTO "t" ("a") VALUES (%s)', ()), ('INSERT INTO "t" ("a") VALUES (%s)', ())],
-            1,
-            None,
-        ),
-    ],
-)
-def test_only_an_insert_of_the_expected_shape_is_rewritten(
-    compiled: list[tuple[str, Any]], fields: int, head: str | None
-) -> None:
-    assert services._insert_head(compiled, fields) == head
-
-
-def test_a_shape_that_cannot_be_reused_is_not_cached() -> None:
-    _session, raw = paid_session()
-    services._INSERT_SELECTS.clear()  # what the first delivery built
-    with mock.patch.object(services, "_insert_head", return_value=None):
-        assert deliver(raw).outcome == Outcome.DUPLICATE
-    assert services._INSERT_SELECTS == {}
-
-
-@pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="the one-statement INSERT is PostgreSQL's"
-)
-def test_the_one_statement_insert_refuses_what_the_orm_refuses() -> None:
-    # A value longer than its column must fail as the ORM's INSERT fails, not be cut short.
-    from django.db import DataError
-
-    session, _raw = paid_session()
-    too_long = Notification(
-        session=session,
-        channel="x" * 200,
-        outcome=Outcome.DUPLICATE,
-        raw_body="{}",
-    )
-    with pytest.raises(DataError):
-        services._save_within_budget(too_long, session.pk, counter="stored_duplicates", cap=10)
 
 
 def test_a_stored_repeat_is_returned_as_a_saved_row() -> None:
@@ -570,11 +469,11 @@ def test_a_stored_repeat_is_returned_as_a_saved_row() -> None:
 
 
 def test_if_the_lock_free_decision_were_wrong_nothing_would_be_applied() -> None:
-    # Should _changes_nothing() ever call a pending session's success harmless, the pipeline
+    # Should changes_nothing() ever call a pending session's success harmless, the pipeline
     # must refuse to apply it without the lock rather than pay the session unlocked.
     session = make_session()
     with (
-        mock.patch.object(services, "_changes_nothing", return_value=True),
+        mock.patch.object(pipeline, "changes_nothing", return_value=True),
         pytest.raises(RuntimeError, match="without the row lock"),
     ):
         deliver(mint_jwt(session))

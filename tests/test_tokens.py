@@ -315,6 +315,44 @@ def test_cross_checks_accept_liberal_forms(overrides: dict[str, Any]) -> None:
     assert verify_and_check(mint_jwt(session, **overrides), session).result == Result.SUCCESS
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(" 50000 ", 50000), ("50000\n", 50000), ("\t1000", 1000), (1000, 1000), (7.0, 7)],
+)
+def test_amounts_padded_with_whitespace_are_read(value: object, expected: int) -> None:
+    # ETpay's status API has sent digit strings; padding is read as the number it pads.
+    assert tokens.parse_amount(value) == expected
+
+
+@pytest.mark.parametrize("value", ["", "  ", "5 000", "\uff15\uff10", "1e3", "+5"])
+def test_amounts_that_are_not_plain_digits_are_refused(value: str) -> None:
+    with pytest.raises(EtpayVerificationError) as info:
+        tokens.parse_amount(value)
+    assert info.value.reason == Reason.INVALID_CLAIMS
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"merchant_amount": " 50000 "},
+        {"merchant_currency": " clp "},
+        {"merchant_currency": "CLP\n"},
+        {"merchant_currency": "Clp"},
+    ],
+)
+def test_padded_amounts_and_lower_case_or_padded_currencies_are_accepted(
+    overrides: dict[str, Any],
+) -> None:
+    session = unsaved_session()
+    assert verify_and_check(mint_jwt(session, **overrides), session).result == Result.SUCCESS
+
+
+def test_a_padded_amount_that_differs_is_still_a_mismatch() -> None:
+    session = unsaved_session()
+    err = rejection(mint_jwt(session, merchant_amount=" 49999 "), session)
+    assert err.reason == Reason.AMOUNT_MISMATCH
+
+
 def test_integer_order_id_matches_its_string() -> None:
     session = unsaved_session(merchant_order_id="700104")
     result = verify_and_check(mint_jwt(session, merchant_order_id=700104), session)

@@ -10,11 +10,11 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from django.db import DatabaseError
+from django.db import DatabaseError, connections
 from django.http import HttpRequest
 from django.test import Client, RequestFactory
 
-from django_etpay import services, views
+from django_etpay import pipeline, records, views
 from django_etpay.models import Notification, PaymentSession
 from tests.factories import make_session, mint_jwt, mint_payment_claims, sign
 
@@ -364,11 +364,11 @@ def test_return_failures_to_store_answer_500_and_log(
 ) -> None:
     settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 3
     fields = "&".join(f"f{i}=1" for i in range(9))
-    with mock.patch.object(services, "record_rejection", side_effect=DatabaseError("down")):
+    with mock.patch.object(records, "record_rejection", side_effect=DatabaseError("down")):
         # Called directly: Django's own error report of a 500 would read the query string too.
         unreadable = views.ReturnView.as_view()(RequestFactory().get(f"{RETURN_URL}?{fields}"))
         too_long = client.get(RETURN_URL, {"jwt": "x" * 70_000})
-    with mock.patch.object(services, "process_notification", side_effect=DatabaseError("down")):
+    with mock.patch.object(pipeline, "process_notification", side_effect=DatabaseError("down")):
         failing = client.get(RETURN_URL, {"jwt": "a.b.c"})
     assert [p.status_code for p in (unreadable, too_long, failing)] == [500, 500, 500]
     assert all(p.context_data["state"] == "unknown" for p in (unreadable, too_long, failing))
@@ -430,7 +430,7 @@ def test_widget_guard_that_cannot_store_answers_500(
     csrf_client: Client, settings: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings.ETPAY = {**settings.ETPAY, "NOTIFICATION_MAX_BYTES": 10}
-    with mock.patch.object(services, "record_rejection", side_effect=DatabaseError("down")):
+    with mock.patch.object(records, "record_rejection", side_effect=DatabaseError("down")):
         response = csrf_client.post(WIDGET_URL, {"payment": "x" * 50})
     assert response.status_code == 500
     assert response.json() == {"status": "unknown", "outcome": "rejected", "redirect_url": None}
@@ -456,7 +456,7 @@ def test_widget_non_success_repeat_on_a_paid_session_goes_to_success(
 def test_internal_failure_is_logged_with_its_channel(
     client: Client, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with mock.patch.object(services, "process_notification", side_effect=DatabaseError("x")):
+    with mock.patch.object(pipeline, "process_notification", side_effect=DatabaseError("x")):
         response = post(client, json.dumps({"payment": "a.b.c"}), "application/json")
     assert response.status_code == 500
     assert [r.getMessage() for r in caplog.records if r.name == "django_etpay.views"] == [
@@ -471,7 +471,7 @@ def test_notification_view_is_csrf_exempt_non_atomic_and_open() -> None:
     view = views.NotificationView.as_view()
     assert view.view_class is views.NotificationView  # type: ignore[attr-defined]
     assert view.csrf_exempt is True  # type: ignore[attr-defined]
-    assert view._non_atomic_requests == {"default"}  # type: ignore[attr-defined]
+    assert view._non_atomic_requests == set(connections)  # type: ignore[attr-defined]
     assert getattr(view, "login_required", False) is False
     session = make_session()
     request = RequestFactory().post(
@@ -483,7 +483,7 @@ def test_notification_view_is_csrf_exempt_non_atomic_and_open() -> None:
 def test_return_view_is_non_atomic_and_open() -> None:
     view = views.ReturnView.as_view()
     assert view.view_class is views.ReturnView  # type: ignore[attr-defined]
-    assert view._non_atomic_requests == {"default"}  # type: ignore[attr-defined]
+    assert view._non_atomic_requests == set(connections)  # type: ignore[attr-defined]
     assert getattr(view, "login_required", False) is False
     assert not getattr(view, "csrf_exempt", False)
     response = view(RequestFactory().get(RETURN_URL))
@@ -494,7 +494,7 @@ def test_return_view_is_non_atomic_and_open() -> None:
 def test_widget_view_checks_csrf_itself() -> None:
     view = views.WidgetResultView.as_view()
     assert view.view_class is views.WidgetResultView  # type: ignore[attr-defined]
-    assert view._non_atomic_requests == {"default"}  # type: ignore[attr-defined]
+    assert view._non_atomic_requests == set(connections)  # type: ignore[attr-defined]
     # Exempt from the middleware, because it runs the same check itself, after reading the body.
     assert view.csrf_exempt is True  # type: ignore[attr-defined]
     assert getattr(view, "login_required", False) is False
@@ -585,7 +585,7 @@ def test_pages_rendered_after_failures_have_the_request(client: Client, settings
     settings.ETPAY = {**settings.ETPAY, "NOTIFICATION_MAX_BYTES": 10}
     too_long = client.get(RETURN_URL, {"jwt": "x" * 11})
     settings.ETPAY = {**settings.ETPAY, "NOTIFICATION_MAX_BYTES": 65536}
-    with mock.patch.object(services, "process_notification", side_effect=DatabaseError("x")):
+    with mock.patch.object(pipeline, "process_notification", side_effect=DatabaseError("x")):
         failing = client.get(RETURN_URL, {"jwt": "a.b.c"})
     assert [p.status_code for p in (too_long, failing)] == [400, 500]
     for page in (too_long, failing):
@@ -604,7 +604,7 @@ def test_unreadable_url_page_that_cannot_be_stored_has_the_request(settings: Any
     request = RequestFactory().get(RETURN_URL + "?" + "&".join(f"f{i}=1" for i in range(9)))
     template_rendered.connect(capture, dispatch_uid="edges-capture")
     try:
-        with mock.patch.object(services, "record_rejection", side_effect=DatabaseError("x")):
+        with mock.patch.object(records, "record_rejection", side_effect=DatabaseError("x")):
             response = views.ReturnView.as_view()(request)
             response.render()
     finally:

@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 from django.urls import NoReverseMatch, reverse
 from django.utils.cache import patch_cache_control, patch_vary_headers
 from django.utils.translation import gettext as _
@@ -46,7 +45,7 @@ from django_etpay.exceptions import (
 )
 from django_etpay.models import PaymentSession
 from django_etpay.services import initialize_session
-from django_etpay.views import login_not_required
+from django_etpay.views import login_not_required, non_atomic_requests_everywhere
 
 logger = logging.getLogger("django_etpay.api")
 
@@ -173,7 +172,7 @@ class SessionCreateView(EtpayAPIView):
 
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Any:
-        return transaction.non_atomic_requests(super().as_view(**initkwargs))
+        return non_atomic_requests_everywhere(super().as_view(**initkwargs))
 
     def get_order(self, request: Request, data: dict[str, Any]) -> Mapping[str, Any] | None:
         """Map the request to what is paid: the shop's hook, ``ETPAY["API_ORDER_HOOK"]``.

@@ -1,7 +1,9 @@
 """What ETpay's side does: check credentials, mint JWTs, build return URLs, call webhooks.
 
-The sandbox plays ETpay, so it mints its JWTs with PyJWT directly and never uses the app's own
-verification code: a bug there must not be mirrored here.
+The sandbox plays ETpay, so it mints its JWTs with PyJWT and never uses the app's own
+verification code: a bug there must not be mirrored here. Its claims are built by the same
+helper as the app's test results (:func:`django_etpay.testing.results.payment_claims`), so
+the sandbox, :class:`~django_etpay.testing.FakeEtpay` and a shop's tests send the same results.
 """
 
 from __future__ import annotations
@@ -20,18 +22,11 @@ from django.utils import timezone
 from django_etpay import conf, validators
 from django_etpay.exceptions import EtpayConfigurationError
 from django_etpay.sandbox.models import SandboxSession
+from django_etpay.testing.results import OMIT
+from django_etpay.testing.results import payment_claims as result_claims
 
 logger = logging.getLogger("django_etpay.sandbox")
 
-#: The merchant's receiving account, as ETpay's sandbox reports it.
-MERCHANT_CLAIMS: dict[str, str] = {
-    "merchant_account_bank": "cl_estado",
-    "merchant_account_type": "cuenta_vista",
-    "merchant_account": "19687526",
-    "merchant_name": "Sandbox Developer Merchant",
-    "merchant_currency": "CLP",
-}
-USER_ACCOUNT = "Cuenta Corriente 12345678"
 #: RUT used when the payer leaves the field empty (ETpay's sandbox examples use it).
 DEFAULT_PAYER_RUT = "111111111"
 #: Seconds the sandbox waits for the shop's webhook endpoint.
@@ -88,19 +83,17 @@ def payment_status_value(approved: bool, as_string: bool) -> bool | str:
 def payment_claims(
     session: SandboxSession, *, approved: bool, as_string: bool = False
 ) -> dict[str, Any]:
-    """The payment claims of a completed session, without ``iat``."""
-    return {
-        "session_token": session.token,
-        **MERCHANT_CLAIMS,
-        "merchant_order_id": session.merchant_order_id,
-        "merchant_amount": int(session.order_amount),
-        "user_bank": session.user_bank,
-        "user_rut": session.payer_rut,
-        "user_account": USER_ACCOUNT,
-        "payment_token": session.payment_token,
-        "payment_status": payment_status_value(approved, as_string),
-        "payment_process": "auto",
-    }
+    """The payment claims of a completed session, without ``iat``: the payer's bank and RUT
+    as chosen on the sandbox's page, its ``payment_token``."""
+    return result_claims(
+        session,
+        status="success" if approved else "failure",
+        user_bank=session.user_bank,
+        user_rut=session.payer_rut,
+        payment_token=session.payment_token,
+        payment_status=payment_status_value(approved, as_string),
+        iat=OMIT,
+    )
 
 
 def mint_payment_jwt(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from django.contrib.auth import decorators as auth_decorators
-from django.db import transaction
+from django.db import router, transaction
 from django.http import (
     Http404,
     HttpRequest,
@@ -419,19 +419,22 @@ class FunnelView(View):
             status = SandboxSession.Status.APPROVED
         else:
             status = SandboxSession.Status.REJECTED
-        with transaction.atomic():
+        alias = router.db_for_write(SandboxSession)
+        with transaction.atomic(using=alias):
             # A compare-and-set: a double click or a second tab completes the session once.
-            changed = SandboxSession.objects.filter(
-                pk=session.pk, status=SandboxSession.Status.PENDING
-            ).update(
-                status=status,
-                payment_token=secrets.token_urlsafe(24),
-                user_bank=payments.bank_name(bank) if bank else "",
-                payer_rut=rut or ("" if action == "cancel" else payments.DEFAULT_PAYER_RUT),
-                faults=faults_mod.serialize(injected),
-                completed_at=timezone.now(),
+            changed = (
+                SandboxSession.objects.using(alias)
+                .filter(pk=session.pk, status=SandboxSession.Status.PENDING)
+                .update(
+                    status=status,
+                    payment_token=secrets.token_urlsafe(24),
+                    user_bank=payments.bank_name(bank) if bank else "",
+                    payer_rut=rut or ("" if action == "cancel" else payments.DEFAULT_PAYER_RUT),
+                    faults=faults_mod.serialize(injected),
+                    completed_at=timezone.now(),
+                )
             )
-        session.refresh_from_db()
+        session.refresh_from_db(using=alias)
         if not changed:
             return self._finished(request, session)
         return self._complete(request, session, approved=approved, injected=injected)

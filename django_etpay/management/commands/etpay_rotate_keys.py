@@ -23,6 +23,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from django_etpay import crypto
+from django_etpay.dispatch import write_alias
 from django_etpay.exceptions import EtpayConfigurationError, EtpaySecretUnavailableError
 from django_etpay.models import PaymentSession
 
@@ -51,17 +52,20 @@ class Command(BaseCommand):
             raise CommandError(str(err)) from None
         counts = {"current": 0, "rotated": 0, "encrypted": 0}
         unreadable: list[int] = []
+        # Read and written on one database: the write one, so that a replica's lag skips no row.
+        alias = write_alias()
+        sessions = PaymentSession.objects.using(alias)
         last_pk = 0
         while True:
             rows = list(
-                PaymentSession.objects.filter(pk__gt=last_pk)
+                sessions.filter(pk__gt=last_pk)
                 .order_by("pk")
                 .values_list("pk", "signature_token")[:batch_size]
             )
             if not rows:
                 break
             last_pk = rows[-1][0]
-            with transaction.atomic():
+            with transaction.atomic(using=alias):
                 for pk, stored in rows:
                     kind, new = self._convert(str(stored or ""))
                     if kind == "unreadable":
@@ -69,9 +73,7 @@ class Command(BaseCommand):
                     elif kind in counts:
                         counts[kind] += 1
                     if new is not None and not check_only:
-                        PaymentSession.objects.filter(pk=pk).update(
-                            signature_token=crypto.SealedSecret(new)
-                        )
+                        sessions.filter(pk=pk).update(signature_token=crypto.SealedSecret(new))
         pending = counts["rotated"] + counts["encrypted"]
         verb = "need re-encrypting" if check_only else "re-encrypted"
         self.stdout.write(
