@@ -75,6 +75,18 @@ if find_spec("django_tasks_db"):
     INSTALLED_APPS.append("django_tasks_db")
     TASKS["db"] = {"BACKEND": "django_tasks_db.DatabaseBackend"}
 
+# django-payments (the extra `payments`, Django 5.2+): a shop whose Payment is django-payments'
+# own BasePayment, paid through the EtpayProvider variant (tests/test_contrib_payments.py).
+if find_spec("payments"):
+    INSTALLED_APPS += ["payments", "tests.paymentsshop"]
+    PAYMENT_HOST = "shop.example.test"
+    PAYMENT_USES_SSL = True
+    PAYMENT_MODEL = "paymentsshop.Payment"
+    PAYMENT_VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
+        "etpay": ("django_etpay.contrib.payments.EtpayProvider", {}),
+        "dummy": ("payments.dummy.DummyProvider", {}),
+    }
+
 STATIC_URL = "/static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
