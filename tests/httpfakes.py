@@ -319,7 +319,8 @@ def serving(
             try:
                 requests.get(f"{served.base}{probe}", timeout=1)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
+                # A server still loading the app may accept and answer late: not up yet.
                 if process.poll() is not None or time.monotonic() > deadline:
                     process.kill()
                     output, _ = process.communicate(timeout=10)

@@ -121,7 +121,7 @@ def worker_env(rq: Path, status_api: StatusApiServer, folder: Path) -> dict[str,
 
 
 def run_worker(env: dict[str, str], *options: str) -> str:
-    done = subprocess.run(
+    done = subprocess.run(  # noqa: S603 - argv built by the test
         worker_args("--burst", *options),
         env=env,
         cwd=str(ROOT),
@@ -256,8 +256,12 @@ def test_two_app_servers_and_two_workers_transition_and_signal_once(
         for port in ports
     ]
     with (
-        serving(gunicorn[0], port=ports[0], env=env, cwd=str(ROOT), probe="/etpay/return/") as a,
-        serving(gunicorn[1], port=ports[1], env=env, cwd=str(ROOT), probe="/etpay/return/") as b,
+        serving(
+            gunicorn[0], port=ports[0], env=env, cwd=str(ROOT), probe="/etpay/notification/"
+        ) as a,
+        serving(
+            gunicorn[1], port=ports[1], env=env, cwd=str(ROOT), probe="/etpay/notification/"
+        ) as b,
     ):
         # Each worker takes one of the two runs; both run while ETpay's webhooks arrive.
         workers = [
@@ -289,6 +293,9 @@ def test_two_app_servers_and_two_workers_transition_and_signal_once(
         assert [worker.returncode for worker in workers] == [0, 0], outputs
 
     assert answers == [200] * (2 * len(sessions))
+    # Every session's result arrived more than once (both app servers, and the polls).
+    repeats = Notification.objects.filter(outcome=Notification.Outcome.DUPLICATE)
+    assert set(repeats.values_list("session_id", flat=True)) == {s.pk for s in sessions}
     worker_names: set[str] = set()
     for result in results:
         result.refresh()
