@@ -12,7 +12,7 @@ class Payment(BasePayment):  # type: ignore[misc]  # django-payments ships no ty
         app_label = "paymentsshop"
 
     def get_success_url(self) -> str:
-        return f"https://shop.example.test/orders/{self.pk}/thanks/"
+        return f"/shop/payments/{self.pk}/thanks/"
 
     def get_failure_url(self) -> str:
-        return f"https://shop.example.test/orders/{self.pk}/retry/"
+        return f"/shop/payments/{self.pk}/retry/"
