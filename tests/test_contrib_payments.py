@@ -135,10 +135,12 @@ def test_a_checkout_after_a_failed_session_opens_a_new_one(fake_etpay: FakeEtpay
     fake_etpay.reject(PaymentSession.objects.get())
     fake_etpay.notify(PaymentSession.objects.get())
     payment.refresh_from_db()
-    payment.change_status(PaymentStatus.WAITING)
+    assert payment.status == PaymentStatus.REJECTED
     second = checkout(payment)
     assert second != first
     assert PaymentSession.objects.filter(merchant_order_id=payment.token).count() == 2
+    payment.refresh_from_db()
+    assert payment.status == PaymentStatus.INPUT
 
 
 def test_a_confirmed_payment_goes_to_its_success_url(fake_etpay: FakeEtpay) -> None:
@@ -556,6 +558,25 @@ def test_refund_goes_through_the_refund_ledger_when_there_is_one(fake_etpay: Fak
     assert payment.status == PaymentStatus.REFUNDED
 
 
+def test_a_refund_the_ledger_refuses_is_a_payment_error(fake_etpay: FakeEtpay) -> None:
+    payment = new_payment()
+    session = paid_through_checkout(fake_etpay, payment)
+    fake_etpay.notify(session)
+    payment.refresh_from_db()
+    ledger = types.ModuleType("django_etpay.refunds")
+    ledger.request_refund = mock.Mock(  # type: ignore[attr-defined]
+        side_effect=ValueError("Refunds would exceed the amount paid.")
+    )
+    with (
+        mock.patch.dict(sys.modules, {"django_etpay.refunds": ledger}),
+        pytest.raises(PaymentError, match="exceed the amount paid") as err,
+    ):
+        payment.refund(Decimal("100"))
+    assert err.value.code == "refund"
+    payment.refresh_from_db()
+    assert payment.captured_amount == Decimal("15990")
+
+
 def test_refund_of_a_payment_with_no_paid_session_is_refused(fake_etpay: FakeEtpay) -> None:
     payment = new_payment()
     checkout(payment)
@@ -591,3 +612,30 @@ def test_the_receivers_are_connected_when_a_variant_names_the_provider(
     variants: Any, expected: bool
 ) -> None:
     assert etpay_apps._uses_payments_provider(variants) is expected
+
+
+def test_the_optional_app_config_connects_the_receivers(fake_etpay: FakeEtpay) -> None:
+    import django_etpay.contrib.payments as contrib
+    from django_etpay import signals
+    from django_etpay.contrib.payments.apps import EtpayPaymentsConfig
+
+    uids = {
+        signals.payment_completed: "django_etpay.contrib.payments.completed",
+        signals.payment_failed: "django_etpay.contrib.payments.failed",
+        signals.session_expired: "django_etpay.contrib.payments.expired",
+    }
+    for signal, uid in uids.items():
+        signal.disconnect(dispatch_uid=uid)
+    try:
+        unheard = new_payment()
+        fake_etpay.notify(paid_through_checkout(fake_etpay, unheard))
+        unheard.refresh_from_db()
+        assert unheard.status == PaymentStatus.INPUT
+
+        EtpayPaymentsConfig("django_etpay.contrib.payments", contrib).ready()
+        heard = new_payment()
+        fake_etpay.notify(paid_through_checkout(fake_etpay, heard))
+        heard.refresh_from_db()
+        assert heard.status == PaymentStatus.CONFIRMED
+    finally:
+        receivers.connect()

@@ -32,6 +32,9 @@ logger = logging.getLogger("django_etpay.contrib.payments")
 
 Status = PaymentSession.Status
 
+#: Statuses that become ``INPUT`` when the payer is sent to ETpay (again).
+_RETRYABLE = (PaymentStatus.WAITING, PaymentStatus.REJECTED, PaymentStatus.ERROR)
+
 #: The ``metadata`` entry that names the ``Payment`` a session was opened for (not shown).
 PAYMENT_METADATA_NAME = "django_payments_payment"
 
@@ -83,7 +86,8 @@ class EtpayProvider(BasicProvider):  # type: ignore[misc]  # django-payments shi
         Always raises :class:`~payments.RedirectNeeded`: to ETpay's payment page, or to the
         success URL when the payment is already confirmed. A session of this payment that is
         still ``pending`` is reused, so reloading the checkout does not open a second one.
-        A failure to open the session moves the payment to ``ERROR`` and raises
+        The payment becomes ``INPUT`` (also after a rejected or failed attempt, which this one
+        retries). A failure to open the session moves the payment to ``ERROR`` and raises
         :class:`~payments.PaymentError` with this app's (secret-free) message.
         """
         if payment.status == PaymentStatus.CONFIRMED:
@@ -91,7 +95,8 @@ class EtpayProvider(BasicProvider):  # type: ignore[misc]  # django-payments shi
         session = self.sessions_of(payment).filter(status=Status.PENDING).first()
         if session is None:
             session = self.open_session(payment)
-        if payment.status == PaymentStatus.WAITING:
+        if payment.status in _RETRYABLE:
+            # The payer is at ETpay now: a new attempt after a failure is open again.
             payment.change_status(PaymentStatus.INPUT)
         raise RedirectNeeded(session.payment_url)
 
@@ -278,7 +283,13 @@ class EtpayProvider(BasicProvider):  # type: ignore[misc]  # django-payments shi
         if session is None:
             raise PaymentError("This payment has no paid ETpay session to refund.")
         value = self.whole(payment.captured_amount if amount is None else amount)
-        refunds.request_refund(session, value, reason=f"django-payments refund of {payment.pk}")
+        try:
+            refunds.request_refund(
+                session, value, reason=f"django-payments refund of {payment.pk}"
+            )
+        except (EtpayError, ValueError) as err:
+            # The ledger refused (more than was paid, a refund already under way...).
+            raise PaymentError(str(err), code="refund") from None
         return value
 
     @staticmethod
