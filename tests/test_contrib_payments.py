@@ -89,6 +89,17 @@ def paid_through_checkout(fake: FakeEtpay, payment: Payment) -> PaymentSession:
     return session
 
 
+def sibling(payment: Payment, **fields: Any) -> PaymentSession:
+    """Another session opened for ``payment`` (another tab, another device)."""
+    link = {"name": PAYMENT_METADATA_NAME, "value": str(payment.pk), "show": False}
+    values: dict[str, Any] = {
+        "merchant_order_id": payment.token,
+        "order_amount": 15990,
+        "metadata": [link],
+    }
+    return make_session(**{**values, **fields})
+
+
 def local(url: str) -> str:
     parts = urlsplit(url)
     return parts.path + (f"?{parts.query}" if parts.query else "")
@@ -275,7 +286,7 @@ def test_a_failure_leaves_the_payment_open_while_another_session_is_pending(
     checkout(payment)
     older = PaymentSession.objects.get()
     # A second session of the same payment (another tab, another device).
-    newer = make_session(merchant_order_id=payment.token, order_amount=15990)
+    newer = sibling(payment)
     receivers.on_payment_failed(sender=PaymentSession, session=older)
     payment.refresh_from_db()
     assert payment.status == PaymentStatus.INPUT
@@ -289,7 +300,7 @@ def test_a_failure_never_undoes_a_confirmation(fake_etpay: FakeEtpay) -> None:
     payment = new_payment()
     session = paid_through_checkout(fake_etpay, payment)
     fake_etpay.notify(session)
-    other = make_session(merchant_order_id=payment.token, order_amount=15990)
+    other = sibling(payment)
     receivers.on_payment_failed(sender=PaymentSession, session=other)
     receivers.on_session_expired(sender=PaymentSession, session=other)
     payment.refresh_from_db()
@@ -302,9 +313,7 @@ def test_a_second_paid_session_is_logged_and_changes_nothing(
     payment = new_payment()
     session = paid_through_checkout(fake_etpay, payment)
     fake_etpay.notify(session)
-    other = make_session(
-        merchant_order_id=payment.token, order_amount=15990, payment_token="pay-second"
-    )
+    other = sibling(payment, payment_token="pay-second")
     receivers.on_payment_completed(sender=PaymentSession, session=other)
     payment.refresh_from_db()
     session.refresh_from_db()
@@ -327,19 +336,41 @@ def test_a_total_changed_after_the_session_was_opened_is_an_error(
 
 def test_sessions_opened_outside_django_payments_are_left_alone(fake_etpay: FakeEtpay) -> None:
     payment = new_payment(variant="dummy")
-    # A session whose order id happens to be a payment of another provider.
-    session = make_session(merchant_order_id=payment.token, order_amount=15990)
-    unrelated = make_session()
+    mine = new_payment()
+    link = {"name": PAYMENT_METADATA_NAME, "value": str(mine.pk), "show": False}
+    sessions = [
+        # A payment of another provider, linked as EtpayProvider links its own.
+        sibling(payment),
+        # The order id of an EtpayProvider payment, without the link.
+        make_session(merchant_order_id=mine.token, order_amount=15990),
+        # The link to an EtpayProvider payment, with another order id.
+        make_session(metadata=[link], order_amount=15990),
+        # A link that names no primary key.
+        make_session(
+            merchant_order_id=mine.token,
+            order_amount=15990,
+            metadata=[{**link, "value": "not-a-pk"}],
+        ),
+        make_session(),
+    ]
     for receiver in (receivers.on_payment_completed, receivers.on_payment_failed):
-        receiver(sender=PaymentSession, session=session)
-        receiver(sender=PaymentSession, session=unrelated)
-    payment.refresh_from_db()
-    assert payment.status == PaymentStatus.WAITING
+        for session in sessions:
+            receiver(sender=PaymentSession, session=session)
+    assert set(Payment.objects.values_list("status", flat=True)) == {PaymentStatus.WAITING}
+
+
+def test_sessions_without_the_link_cost_no_query(
+    fake_etpay: FakeEtpay, django_assert_num_queries: Any
+) -> None:
+    session = make_session()
+    with django_assert_num_queries(0):
+        receivers.on_payment_completed(sender=PaymentSession, session=session)
+        receivers.on_session_expired(sender=PaymentSession, session=session)
 
 
 def test_sessions_of_another_merchant_account_are_left_alone(fake_etpay: FakeEtpay) -> None:
     payment = new_payment()
-    session = make_session(merchant="other", merchant_order_id=payment.token, order_amount=15990)
+    session = sibling(payment, merchant="other")
     receivers.on_payment_completed(sender=PaymentSession, session=session)
     payment.refresh_from_db()
     assert payment.status == PaymentStatus.WAITING

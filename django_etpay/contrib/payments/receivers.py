@@ -2,7 +2,9 @@
 
 ``payment_completed`` moves the payment to ``CONFIRMED``, ``payment_failed`` and
 ``session_expired`` to ``REJECTED`` (when no other session of the payment is still open).
-Each receiver locks the payment's row, so that two workers delivering effects of the same
+A session is linked to its payment by the hidden metadata entry that names the payment's
+primary key and by ``merchant_order_id``, the payment's token: both must match. Each receiver
+locks the payment's row, so that two workers delivering effects of the same
 payment at once change it once; and each is idempotent, because the outbox delivers an effect
 again when a worker died before marking it done.
 """
@@ -13,6 +15,7 @@ import logging
 from decimal import Decimal
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import router, transaction
 from payments import PaymentStatus, get_payment_model
 
@@ -40,13 +43,31 @@ def _is_ours(payment: Any, session: PaymentSession) -> bool:
     return isinstance(provider, EtpayProvider) and provider.merchant == session.merchant
 
 
+def payment_id_of(session: PaymentSession) -> str | None:
+    """The primary key of the ``Payment`` ``session`` was opened for, from its metadata."""
+    from django_etpay.contrib.payments.provider import PAYMENT_METADATA_NAME
+
+    for entry in session.metadata or []:
+        if isinstance(entry, dict) and entry.get("name") == PAYMENT_METADATA_NAME:
+            return str(entry.get("value"))
+    return None
+
+
 def _apply(session: PaymentSession, change: Any) -> None:
     """Run ``change(payment)`` on ``session``'s payment, its row locked, if it has one."""
+    payment_id = payment_id_of(session)
+    if payment_id is None:
+        # Not opened by EtpayProvider: no query at all for the shop's other sessions.
+        return
     payment_model = get_payment_model()
+    try:
+        pk = payment_model._meta.pk.to_python(payment_id)
+    except ValidationError:
+        return
     with transaction.atomic(using=router.db_for_write(payment_model)):
         payment = (
             payment_model._default_manager.select_for_update()
-            .filter(token=session.merchant_order_id)
+            .filter(pk=pk, token=session.merchant_order_id)
             .first()
         )
         if payment is None or not _is_ours(payment, session):
