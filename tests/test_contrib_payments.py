@@ -670,3 +670,68 @@ def test_the_optional_app_config_connects_the_receivers(fake_etpay: FakeEtpay) -
         assert heard.status == PaymentStatus.CONFIRMED
     finally:
         receivers.connect()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_receiver_waits_for_the_payments_row_lock(
+    fake_etpay: FakeEtpay, status_changes: list[tuple[int, str]]
+) -> None:
+    """Two deliveries for one payment at once (two workers, two sessions): the second one
+    waits for the first one's lock and then sees the payment confirmed."""
+    import threading
+
+    from django.db import connection, connections, transaction
+
+    from tests.subprocesses import wait_until
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks: PostgreSQL only")
+    payment = new_payment()
+    checkout(payment)
+    first = PaymentSession.objects.get()
+    fake_etpay.pay(first)
+    fake_etpay.notify(first)
+    first.refresh_from_db()
+    # As if the first delivery had not confirmed the payment yet.
+    Payment.objects.filter(pk=payment.pk).update(status=PaymentStatus.INPUT, transaction_id="")
+    status_changes.clear()
+    second = sibling(payment, payment_token="pay-second")
+    errors: list[BaseException] = []
+
+    def deliver() -> None:
+        try:
+            receivers.on_payment_completed(sender=PaymentSession, session=second)
+        except BaseException as err:  # reported by the main thread
+            errors.append(err)
+        finally:
+            connections.close_all()
+
+    with transaction.atomic():
+        # The first delivery holds the payment's row lock...
+        locked = Payment.objects.select_for_update().get(pk=payment.pk)
+        worker = threading.Thread(target=deliver)
+        worker.start()
+
+        def waiting_for_the_lock() -> bool:
+            with connections["default"].cursor() as cursor:
+                # Statistics views are a snapshot per transaction: take a new one each time.
+                cursor.execute("SELECT pg_stat_clear_snapshot()")
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+                )
+                return bool(cursor.fetchone()[0])
+
+        wait_until(waiting_for_the_lock, "the second delivery to wait for the row lock", 30)
+        # ...and confirms the payment before it commits.
+        locked.transaction_id = first.payment_token
+        locked.save(update_fields=["transaction_id"])
+        locked.change_status(PaymentStatus.CONFIRMED)
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert errors == []
+    # Only the first delivery's change: the second saw the payment confirmed and kept it.
+    assert status_changes == [(payment.pk, "confirmed")]
+    payment.refresh_from_db()
+    assert payment.transaction_id == first.payment_token != "pay-second"
