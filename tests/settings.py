@@ -84,6 +84,26 @@ TASKS: dict[str, dict[str, object]] = {
 if find_spec("django_tasks_db"):
     INSTALLED_APPS.append("django_tasks_db")
     TASKS["db"] = {"BACKEND": "django_tasks_db.DatabaseBackend"}
+# With django-tasks-rq installed (the tox env `heavy`), also an RQ backend "rq" on queue
+# "etpay", whose Redis server tests/test_task_rq.py starts (tests/redis.py) on a unix socket.
+if find_spec("django_tasks_rq") and _TASKS_MODULE == "django_tasks":
+    INSTALLED_APPS.append("django_rq")
+    TASKS["rq"] = {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["etpay"]}
+    _REDIS = {"UNIX_SOCKET_PATH": os.environ.get("ETPAY_TEST_REDIS_SOCKET", ""), "DB": 0}
+    # django-tasks-rq reads results through the "default" queue's connection.
+    RQ_QUEUES = {"default": _REDIS, "etpay": _REDIS}
+
+# django-payments (the extra `payments`, Django 5.2+): a shop whose Payment is django-payments'
+# own BasePayment, paid through the EtpayProvider variant (tests/test_contrib_payments.py).
+if find_spec("payments"):
+    INSTALLED_APPS += ["payments", "tests.paymentsshop"]
+    PAYMENT_HOST = "shop.example.test"
+    PAYMENT_USES_SSL = True
+    PAYMENT_MODEL = "paymentsshop.Payment"
+    PAYMENT_VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
+        "etpay": ("django_etpay.contrib.payments.EtpayProvider", {}),
+        "dummy": ("payments.dummy.DummyProvider", {}),
+    }
 
 STATIC_URL = "/static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

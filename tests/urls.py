@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from importlib.util import find_spec
+
 from django.contrib import admin
 from django.urls import include, path
 
@@ -8,3 +10,6 @@ urlpatterns = [
     path("etpay/", include("django_etpay.urls")),
     path("sandbox/", include("django_etpay.sandbox.urls")),
 ]
+
+if find_spec("payments"):
+    urlpatterns.append(path("payments/", include("payments.urls")))

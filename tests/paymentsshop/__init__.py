@@ -1,0 +1,1 @@
+"""A shop built on django-payments: its ``Payment`` is django-payments' own ``BasePayment``."""
