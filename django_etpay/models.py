@@ -542,3 +542,41 @@ class OutboxEffect(models.Model):
             f"<OutboxEffect pk={self.pk} kind={self.kind} session={self.session_id} "
             f"state={self.state} attempts={self.attempts}>"
         )
+
+
+class OrderLock(models.Model):
+    """One row per order of a merchant account, locked while a session is found or created.
+
+    :func:`django_etpay.orders.session_for_order` locks it so that two requests for the same
+    order (a reload, a second tab) get one ETpay session between them: without a row that
+    exists before both, nothing could make the second wait for the first.
+    """
+
+    merchant = models.CharField(
+        _("merchant alias"),
+        max_length=64,
+        blank=True,
+        default="",
+        help_text=_('Alias in ETPAY["MERCHANTS"]; empty for the default account.'),
+    )
+    merchant_order_id = models.CharField(
+        _("merchant order id"), max_length=64, help_text=_("The shop's own order id.")
+    )
+    locked_at = models.DateTimeField(
+        _("last locked at"), help_text=_("When a session was last looked for or created.")
+    )
+
+    class Meta:
+        verbose_name = _("ETpay order lock")
+        verbose_name_plural = _("ETpay order locks")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["merchant", "merchant_order_id"], name="etpay_order_lock_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"ETpay order lock for order {self.merchant_order_id}"
+
+    def __repr__(self) -> str:
+        return f"<OrderLock pk={self.pk} order={self.merchant_order_id!r}>"

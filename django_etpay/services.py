@@ -1380,3 +1380,6 @@ def expire_sessions(
         )
     logger.info("Expired %d ETpay sessions pending since before %s", len(sessions), cutoff)
     return len(sessions)
+
+
+from django_etpay.orders import session_for_order as session_for_order  # noqa: E402
