@@ -545,11 +545,12 @@ class OutboxEffect(models.Model):
 
 
 class OrderLock(models.Model):
-    """One row per order of a merchant account, locked while a session is found or created.
+    """One row per order of a merchant account: who is creating its ETpay session right now.
 
-    :func:`django_etpay.orders.session_for_order` locks it so that two requests for the same
-    order (a reload, a second tab) get one ETpay session between them: without a row that
-    exists before both, nothing could make the second wait for the first.
+    :func:`django_etpay.orders.session_for_order` claims the row with a conditional ``UPDATE``
+    before it creates a session, so that two requests for the same order (a reload, a second
+    tab) get one session between them: the second waits for the first's session instead of
+    opening another. The claim expires by itself (``claimed_until``) if its holder dies.
     """
 
     merchant = models.CharField(
@@ -562,8 +563,17 @@ class OrderLock(models.Model):
     merchant_order_id = models.CharField(
         _("merchant order id"), max_length=64, help_text=_("The shop's own order id.")
     )
-    locked_at = models.DateTimeField(
-        _("last locked at"), help_text=_("When a session was last looked for or created.")
+    claim = models.CharField(
+        _("claim"),
+        max_length=32,
+        blank=True,
+        help_text=_("Identifies the request creating the order's session; empty when none."),
+    )
+    claimed_until = models.DateTimeField(
+        _("claimed until"),
+        null=True,
+        blank=True,
+        help_text=_("When the claim ends even if its request never finished."),
     )
 
     class Meta:

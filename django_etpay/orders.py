@@ -4,13 +4,23 @@ A pay page that calls :func:`~django_etpay.services.initialize_session` on every
 a new ETpay session on each reload, second tab or crawler visit, and two live sessions of one
 order can both be paid. :func:`session_for_order` hands back the order's live session instead,
 and creates one only when there is none, one request at a time per order.
+
+No database transaction is held open while ETpay answers (the same database may serve the
+sandbox's own writes, and a slow ETpay must not hold locks): the request that creates the
+session claims the order's :class:`~django_etpay.models.OrderLock` row with a conditional
+``UPDATE``, committed at once, and a concurrent request for the same order waits for the
+claim to end and then takes the session it produced.
 """
 
 from __future__ import annotations
 
+import secrets
+import time
+from datetime import timedelta
 from typing import Any
 
-from django.db import router, transaction
+from django.db import router
+from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
@@ -20,6 +30,22 @@ from django_etpay import conf, services, validators
 from django_etpay.models import OrderLock, PaymentSession
 
 __all__ = ["session_for_order"]
+
+#: How long a request waiting for another one's claim pauses between two looks, in seconds.
+WAIT_STEP = 0.05
+#: Added to ``TOTAL_TIMEOUT`` for a claim's lifetime: the database writes around the call.
+CLAIM_MARGIN = timedelta(seconds=15)
+
+
+def _pause(seconds: float) -> None:
+    """Wait before looking again (a function of its own, so that tests can see the waits)."""
+    time.sleep(seconds)
+
+
+def _claim_lifetime() -> timedelta:
+    """How long a claim holds: the longest ``initialize_session`` may take, and a margin."""
+    total: Any = conf.get_setting("TOTAL_TIMEOUT")
+    return timedelta(seconds=float(total)) + CLAIM_MARGIN
 
 
 def _live_session(
@@ -72,11 +98,15 @@ def session_for_order(
     created. A changed amount gets a new session; a paid, failed, expired or failed-to-open
     session is never returned.
 
-    Two requests for the same order at the same moment get the same session: the search and
-    the creation run in one transaction on the models' write database, holding the lock of
-    the order's :class:`~django_etpay.models.OrderLock` row, so the second request waits
-    until the first has created its session (at most ETpay's ``TIMEOUT``) and then finds it.
-    On PostgreSQL that is a row lock; SQLite serialises all writers anyway.
+    Two requests for the same order at the same moment get the same session. The one that
+    creates it first claims the order's :class:`~django_etpay.models.OrderLock` row on the
+    models' write database (a conditional ``UPDATE``, committed at once: no transaction is
+    held open while ETpay answers); the other looks again every ``WAIT_STEP`` seconds until
+    the claim ends, then returns the session the first one created (or, if that failed,
+    creates its own). A claim whose request died ends by itself after ``TOTAL_TIMEOUT`` and a
+    margin. Called inside a transaction (``ATOMIC_REQUESTS``), the claim and the session
+    become visible to other requests only when it commits; on PostgreSQL the second request
+    then waits on the row lock instead.
 
     It does not look at the shop's own order: check that the order is still unpaid before
     calling it.
@@ -103,27 +133,37 @@ def session_for_order(
         return services.initialize_session(merchant_order_id, order_amount, **arguments)
     using = router.db_for_write(PaymentSession)
     found = (using, merchant_config.alias, merchant_config.environment, order_id, amount)
-    # The usual reload finds its session without taking a lock or writing anything.
+    # The usual reload finds its session without writing anything.
     session = _live_session(*found)
     if session is not None:
         return session
     lock, _created = OrderLock.objects.using(using).get_or_create(
-        merchant=merchant_config.alias,
-        merchant_order_id=order_id,
-        defaults={"locked_at": timezone.now()},
+        merchant=merchant_config.alias, merchant_order_id=order_id
     )
-    failure: Exception
-    with transaction.atomic(using=using):
-        # The UPDATE locks the order's row until commit (PostgreSQL; on SQLite it takes the
-        # database's write lock): a concurrent request for this order waits here, and then
-        # finds the session this one created.
-        OrderLock.objects.using(using).filter(pk=lock.pk).update(locked_at=timezone.now())
+    claim = secrets.token_hex(16)
+    while True:
+        now = timezone.now()
+        # Atomic on every database: of two requests, one updates the row and the other
+        # (on PostgreSQL, after waiting for the first one's commit) matches nothing.
+        claimed = (
+            OrderLock.objects.using(using)
+            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lte=now), pk=lock.pk)
+            .update(claim=claim, claimed_until=now + _claim_lifetime())
+        )
+        # Looked for after the claim: a session created under the previous claim is seen.
         session = _live_session(*found)
+        if claimed:
+            break
         if session is not None:
             return session
-        try:
-            return services.initialize_session(order_id, amount, **arguments)
-        except Exception as err:
-            # initialize_session kept a row saying why it failed: commit it, then raise.
-            failure = err
-    raise failure
+        # Another request is creating this order's session: wait for it (or for its claim
+        # to expire, should it have died).
+        _pause(WAIT_STEP)
+    try:
+        if session is not None:
+            return session
+        return services.initialize_session(order_id, amount, **arguments)
+    finally:
+        OrderLock.objects.using(using).filter(pk=lock.pk, claim=claim).update(
+            claim="", claimed_until=None
+        )

@@ -2,7 +2,7 @@
 
 The concurrency test runs on real PostgreSQL: many threads, each with its own connection, ask
 for the same order's session at once. ETpay's answer to the first is held back until every
-other request is seen waiting on a lock in ``pg_stat_activity``, so the test proves that they
+other request has found the order claimed and started waiting, so the test proves that they
 wait for the first one rather than relying on timing.
 """
 
@@ -18,7 +18,7 @@ from django.db import connection
 from django.utils import timezone
 from pytest_django import Settings
 
-from django_etpay import services
+from django_etpay import orders, services
 from django_etpay.client import EtpayClient
 from django_etpay.exceptions import EtpayHTTPError, EtpayValidationError
 from django_etpay.models import OrderLock, PaymentSession
@@ -46,8 +46,9 @@ class TestOneSessionPerOrder:
         assert services.session_for_order is orders.session_for_order
 
     def test_a_reload_gets_the_same_session_and_etpay_is_called_once(
-        self, fake_etpay: FakeEtpay
+        self, fake_etpay: FakeEtpay, monkeypatch: pytest.MonkeyPatch
     ) -> None:
+        monkeypatch.setattr(orders, "_pause", self.must_not_wait)
         first = services.session_for_order("OC-1", 6990, customer_email="a@example.com")
         second = services.session_for_order("OC-1", 6990, customer_email="b@example.com")
 
@@ -145,6 +146,55 @@ class TestOneSessionPerOrder:
 
         assert services.session_for_order("OC-10", 1000).pk != old.pk
 
+    def test_a_claim_whose_request_died_expires(
+        self, fake_etpay: FakeEtpay, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        OrderLock.objects.create(
+            merchant_order_id="OC-12",
+            claim="dead-request",
+            claimed_until=timezone.now() - timedelta(seconds=1),
+        )
+        monkeypatch.setattr(orders, "_pause", self.must_not_wait)
+
+        session = services.session_for_order("OC-12", 1000)
+
+        assert session.status == PaymentSession.Status.PENDING
+        assert OrderLock.objects.get(merchant_order_id="OC-12").claim == ""
+
+    def test_a_live_claim_is_waited_for_and_its_session_returned(
+        self, fake_etpay: FakeEtpay, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        OrderLock.objects.create(
+            merchant_order_id="OC-13",
+            claim="other-request",
+            claimed_until=timezone.now() + timedelta(minutes=1),
+        )
+        created: list[PaymentSession] = []
+
+        def other_request_finishes(seconds: float) -> None:
+            assert seconds == orders.WAIT_STEP
+            created.append(make_session(merchant_order_id="OC-13", order_amount=1000))
+            OrderLock.objects.filter(merchant_order_id="OC-13").update(
+                claim="", claimed_until=None
+            )
+
+        monkeypatch.setattr(orders, "_pause", other_request_finishes)
+
+        session = services.session_for_order("OC-13", 1000)
+
+        assert [session.pk] == [s.pk for s in created]
+        assert initialize_calls(fake_etpay) == 0
+
+    def test_the_claim_lasts_longer_than_a_call_to_etpay(self, settings: Settings) -> None:
+        settings.ETPAY = {**settings.ETPAY, "TOTAL_TIMEOUT": 45.0}
+
+        assert orders._claim_lifetime() == timedelta(seconds=45) + orders.CLAIM_MARGIN
+        assert timedelta(0) < orders.CLAIM_MARGIN
+
+    @staticmethod
+    def must_not_wait(seconds: float) -> None:
+        raise AssertionError("waited for a claim that had expired")
+
     def test_invalid_arguments_are_reported_together(self, fake_etpay: FakeEtpay) -> None:
         with pytest.raises(EtpayValidationError) as caught:
             services.session_for_order("", 0)
@@ -161,6 +211,7 @@ class TestOneSessionPerOrder:
 
         row = PaymentSession.objects.get(pk=caught.value.session_id)
         assert row.status == PaymentSession.Status.ERROR
+        assert OrderLock.objects.get(merchant_order_id="OC-11").claim == ""  # released
         # The next load tries again.
         assert services.session_for_order("OC-11", 1000).status == PaymentSession.Status.PENDING
 
@@ -170,40 +221,39 @@ class TestOneSessionPerOrder:
 THREADS = 8
 
 
-def lock_waiters() -> int:
-    """Backends of this database waiting for a lock right now."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        row = cursor.fetchone()
-    assert row is not None
-    return int(row[0])
-
-
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_requests_at_once_create_exactly_one_session(
     fake_etpay: FakeEtpay, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if connection.vendor != "postgresql":
-        pytest.skip("row locks need PostgreSQL")
-    release = threading.Event()
+        pytest.skip("the race is run on PostgreSQL, where requests really run at once")
+    waiting: set[int] = set()
+    everyone_waits = threading.Condition()
     original = EtpayClient.initialize_session
+    in_transaction: list[bool] = []
+
+    def pause(seconds: float) -> None:
+        with everyone_waits:
+            waiting.add(threading.get_ident())
+            everyone_waits.notify_all()
+        time.sleep(0.001)
 
     def held_back(self: EtpayClient, *args: Any, **kwargs: Any) -> Any:
-        # ETpay answers once every other request is queued behind this one (or never would).
-        release.wait(timeout=30)
+        # ETpay answers once every other request waits for this one (or never would).
+        in_transaction.append(connection.in_atomic_block)
+        with everyone_waits:
+            everyone_waits.wait_for(lambda: len(waiting) >= THREADS - 1, timeout=20)
         return original(self, *args, **kwargs)
 
+    monkeypatch.setattr(orders, "_pause", pause)
     monkeypatch.setattr(EtpayClient, "initialize_session", held_back)
     barrier = threading.Barrier(THREADS)
     results: list[Any] = [None] * THREADS
 
     def worker(index: int) -> None:
         try:
-            connection.ensure_connection()  # connect first, so that the race is on the lock
+            connection.ensure_connection()  # connect first, so that the race is on the claim
             barrier.wait(timeout=30)
             results[index] = services.session_for_order("OC-RACE", 6990).pk
         except BaseException as err:  # reported by the assertions below
@@ -214,21 +264,17 @@ def test_requests_at_once_create_exactly_one_session(
     threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(THREADS)]
     for thread in threads:
         thread.start()
-    # Not a timed assertion: a deadline for a condition that a correct lock reaches quickly.
-    deadline = time.monotonic() + 20
-    most_waiting = 0
-    while most_waiting < THREADS - 1 and time.monotonic() < deadline:
-        most_waiting = max(most_waiting, lock_waiters())
-        time.sleep(0.01)
-    release.set()
     for thread in threads:
         thread.join(timeout=60)
 
-    assert most_waiting == THREADS - 1
     errors = [r for r in results if isinstance(r, BaseException)]
     assert errors == []
+    assert len(waiting) == THREADS - 1
     sessions = list(PaymentSession.objects.filter(merchant_order_id="OC-RACE"))
     assert len(sessions) == 1
     assert sessions[0].status == PaymentSession.Status.PENDING
     assert set(results) == {sessions[0].pk}
     assert initialize_calls(fake_etpay) == 1
+    assert in_transaction == [False]  # no transaction is held open while ETpay answers
+    lock = OrderLock.objects.get(merchant_order_id="OC-RACE")
+    assert (lock.claim, lock.claimed_until) == ("", None)
