@@ -215,7 +215,7 @@ def quickstart_site(built: Built, tmp_path_factory: pytest.TempPathFactory) -> I
             dist.mkdir(parents=True, exist_ok=True)
             shutil.copy2(built.wheel, dist / built.wheel.name)
             pip = env["VIRTUAL_ENV"] + "/bin/pip"
-            run(pip, *argv[2:], "--quiet", cwd=site, env=env)
+            run(pip, *argv[1:], "--quiet", cwd=site, env=env)
             timings["install"] = time.monotonic() - started
         elif argv[-1] == "runserver":
             log = (site / "runserver.log").open("w")
