@@ -351,3 +351,36 @@ def test_a_payment_through_the_sandbox_pays_the_order(quickstart_site: dict) -> 
     assert "('redirect', " in outcomes
     assert outcomes.count("'accepted'") == 1, outcomes
     print(f"\nquick start timings (s): {quickstart_site['timings']}")
+
+
+# -- the example shop's install, as run.sh does it ----------------------------------------------
+
+
+def test_run_sh_installs_the_checkout_without_setuptools_editable_banner(
+    tmp_path: Path,
+) -> None:
+    """``run.sh`` installs the checkout in editable mode; setuptools' banner about editable
+    installs ("Please be careful with folders...") must not reach the terminal."""
+    script = (ROOT / "example_project" / "run.sh").read_text()
+    [line] = [ln.strip() for ln in script.splitlines() if "pip install --quiet -e" in ln]
+    assert line.startswith("PYTHONWARNINGS="), line
+    warnings_filter = shlex.split(line)[0].partition("=")[2]
+    assert '"$PY" -m pip install --quiet --upgrade pip' in script
+    run(sys.executable, "-m", "venv", tmp_path / "venv")
+    # As run.sh does: a current pip, which shows what the build backend warns.
+    run(tmp_path / "venv" / "bin" / "python", "-m", "pip", "install", "--quiet", "-U", "pip")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env["PYTHONWARNINGS"] = warnings_filter
+    pip = [tmp_path / "venv" / "bin" / "python", "-m", "pip", "install", "--quiet", "--no-deps"]
+    result = subprocess.run(  # noqa: S603 - fixed argv
+        [*pip, "-e", str(ROOT)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert "Editable installation" not in output
+    assert "Please be careful with folders" not in output
