@@ -49,13 +49,21 @@ def _claim_lifetime() -> timedelta:
 
 
 def _live_session(
-    using: str, merchant: str, environment: str, merchant_order_id: str, order_amount: int
+    using: str,
+    merchant: str,
+    environment: str,
+    merchant_order_id: str,
+    order_amount: int,
+    bank: str | None,
 ) -> PaymentSession | None:
-    """The newest pending session of this order and amount that ``SESSION_TTL`` has not ended."""
+    """The newest pending session of this order and amount that ``SESSION_TTL`` has not ended
+    (at ``bank`` when one is asked for)."""
     cutoff = timezone.now() - conf.get_duration("SESSION_TTL")
+    sessions = PaymentSession.objects.using(using)
+    if bank is not None:
+        sessions = sessions.filter(user_bank_code=bank)
     return (
-        PaymentSession.objects.using(using)
-        .filter(
+        sessions.filter(
             merchant=merchant,
             # An account moved from sandbox to production keeps its alias: a sandbox session
             # must not be offered to a real payer.
@@ -64,6 +72,7 @@ def _live_session(
             order_amount=order_amount,
             currency=conf.get_setting("CURRENCY"),
             status=PaymentSession.Status.PENDING,
+            needs_reconciliation=False,
             created_at__gt=cutoff,
         )
         .order_by("-created_at", "-pk")
@@ -94,9 +103,14 @@ def session_for_order(
     newest ``pending`` session of the same merchant account (and environment), order id,
     amount and currency that is younger than ``ETPAY["SESSION_TTL"]``; when there is none it
     calls ``initialize_session`` and returns the new session (raising what that raises). The
-    other arguments (e-mail, metadata, bank, RUT, URLs) are used only when a session is
-    created. A changed amount gets a new session; a paid, failed, expired or failed-to-open
-    session is never returned.
+    other arguments (e-mail, metadata, RUT, URLs) are used only when a session is created,
+    except ``user_bank_code``: a payer who picks a bank on the shop's page (``{%
+    etpay_bank_buttons %}``) asks for a session at that bank, so when it is given only a live
+    session preselecting that bank is returned. A changed amount gets a new session; a paid,
+    failed, expired or failed-to-open session is never returned, nor one flagged
+    ``needs_reconciliation`` (ETpay reported a problem with it, or a result about it could
+    not be trusted: the payer cannot go on with it; ``etpay_reconcile`` settles it, and a
+    payment found there still sends ``payment_completed``).
 
     Two requests for the same order at the same moment get the same session. The one that
     creates it first claims the order's :class:`~django_etpay.models.OrderLock` row on the
@@ -128,11 +142,12 @@ def session_for_order(
     try:
         order_id = validators.order_id(merchant_order_id)
         amount = validators.amount(order_amount)
+        bank = None if user_bank_code is None else validators.bank_code(user_bank_code)
     except ValueError:
         # No session can match; initialize_session reports every invalid field together.
         return services.initialize_session(merchant_order_id, order_amount, **arguments)
     using = router.db_for_write(PaymentSession)
-    found = (using, merchant_config.alias, merchant_config.environment, order_id, amount)
+    found = (using, merchant_config.alias, merchant_config.environment, order_id, amount, bank)
     # The usual reload finds its session without writing anything.
     session = _live_session(*found)
     if session is not None:
