@@ -211,8 +211,9 @@ def save_within_budget(
     when the save fails the unit is given back before the error goes on; only a process that
     dies in between loses one, which errs on storing less, never more.
     """
-    sessions = PaymentSession.objects.using(using).filter(pk=session_pk)
-    below_cap = sessions.filter(**{f"{counter}__lt": cap})
+    below_cap = PaymentSession.objects.using(using).filter(
+        pk=session_pk, **{f"{counter}__lt": cap}
+    )
     if transaction.get_connection(using).in_atomic_block:
         with transaction.atomic(using=using):
             if below_cap.update(**{counter: F(counter) + 1}) != 1:
@@ -225,7 +226,9 @@ def save_within_budget(
         notification.save(using=using)
     except BaseException:
         try:
-            sessions.filter(**{f"{counter}__gt": 0}).update(**{counter: F(counter) - 1})
+            PaymentSession.objects.using(using).filter(
+                pk=session_pk, **{f"{counter}__gt": 0}
+            ).update(**{counter: F(counter) - 1})
         except DatabaseError:
             logger.warning(
                 "A storage budget unit of session %s could not be given back", session_pk
