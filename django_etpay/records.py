@@ -226,9 +226,9 @@ def save_within_budget(
         notification.save(using=using)
     except BaseException:
         try:
-            PaymentSession.objects.using(using).filter(
-                pk=session_pk, **{f"{counter}__gt": 0}
-            ).update(**{counter: F(counter) - 1})
+            PaymentSession.objects.using(using).filter(pk=session_pk).update(
+                **{counter: F(counter) - 1}
+            )
         except DatabaseError:
             logger.warning(
                 "A storage budget unit of session %s could not be given back", session_pk

@@ -281,6 +281,7 @@ def test_the_outbox_lease_is_the_delivering_process_own() -> None:
 def test_a_record_that_cannot_be_saved_spends_no_budget_unit(inside_a_transaction: bool) -> None:
     # In autocommit the unit is given back; in a transaction the savepoint rolls it back.
     session = make_session()
+    bystander = make_session(stored_duplicates=3, stored_rejections=2)
     raw = mint_jwt(session)
     assert deliver(raw).outcome == Outcome.ACCEPTED
     failing = mock.patch.object(Notification, "save", side_effect=DatabaseError("disk full"))
@@ -289,6 +290,9 @@ def test_a_record_that_cannot_be_saved_spends_no_budget_unit(inside_a_transactio
         deliver(raw)
     loaded = PaymentSession.objects.get(pk=session.pk)
     assert (loaded.stored_duplicates, loaded.stored_rejections) == (0, 0)
+    # Only this session's unit is given back.
+    bystander.refresh_from_db()
+    assert (bystander.stored_duplicates, bystander.stored_rejections) == (3, 2)
     assert Notification.objects.filter(session=session).count() == 1
     # The budget still works afterwards.
     assert deliver(raw).pk is not None
