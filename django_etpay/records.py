@@ -49,7 +49,7 @@ def new_notification(
     claims: Mapping[str, Any] | None,
     raw_body: str,
     remote_addr: str | None,
-    system_error: bool = False,
+    system_error: bool,
 ) -> Notification:
     """An unsaved record, every value made storable.
 
@@ -255,6 +255,7 @@ def record_unknown_to_etpay(session: PaymentSession, entries: int, *, using: str
         claims=None,
         raw_body="",
         remote_addr=None,
+        system_error=False,
     )
     notification.save(using=using)
     logger.info("ETpay knows no payment of session %s (status query)", session.pk)
