@@ -1,5 +1,8 @@
 """Django admin for ETpay sessions, notifications and completion effects.
 
+Over 500 lines because Django's admin for three models, their filters and two actions is one
+registration each; it holds no business logic (the actions call :mod:`django_etpay.operations`).
+
 A session page is evidence: everything is read-only, nothing can be added, saved or deleted,
 ``signature_token`` appears in no list, form or search, and the payer's RUT and account are
 shown only to users with the ``django_etpay.view_payer_data`` permission. No URL parameter may

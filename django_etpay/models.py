@@ -1,4 +1,8 @@
-"""Persistence: one ``PaymentSession`` per ETpay session, one ``Notification`` per result."""
+"""Persistence: one ``PaymentSession`` per ETpay session, one ``Notification`` per result.
+
+Over 500 lines because Django wants an app's models in one module (migrations and the admin
+find them there); most of it is field documentation (``help_text``) and choices.
+"""
 
 from __future__ import annotations
 

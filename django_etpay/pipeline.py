@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -49,6 +50,14 @@ def _unknown_session() -> EtpayVerificationError:
     return EtpayVerificationError(
         Reason.UNKNOWN_SESSION, "No session has the result's session_token."
     )
+
+
+def _one(sessions: QuerySet[PaymentSession]) -> PaymentSession:
+    """The one session of ``sessions``; the ``unknown_session`` rejection when there is none."""
+    try:
+        return sessions.get()
+    except PaymentSession.DoesNotExist:
+        raise _unknown_session() from None
 
 
 def _apply_verified(
@@ -155,9 +164,8 @@ def _run_pipeline(
     session: PaymentSession | None = None
     rejection: EtpayVerificationError
     try:
-        session = sessions.filter(token=session_token).first()
-        if session is None:
-            raise _unknown_session()
+        # get(), not first(): the token is unique, and an ORDER BY would cost its compilation.
+        session = _one(sessions.filter(token=session_token))
         verified = verify(session)
         tokens.check_against_session(verified, session)
         if changes_nothing(session, verified):
@@ -170,10 +178,7 @@ def _run_pipeline(
                 locked=False,
             )
         with transaction.atomic(using=alias):
-            locked = sessions.select_for_update().filter(pk=session.pk).first()
-            if locked is None:
-                raise _unknown_session()
-            session = locked
+            session = _one(sessions.select_for_update().filter(pk=session.pk))
             # The fields compared never change once ETpay gave the session its token; checked
             # again on the locked row all the same, without decrypting or decoding anything.
             tokens.check_against_session(verified, session)

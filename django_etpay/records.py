@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -49,7 +49,7 @@ def new_notification(
     claims: Mapping[str, Any] | None,
     raw_body: str,
     remote_addr: str | None,
-    system_error: bool = False,
+    system_error: bool,
 ) -> Notification:
     """An unsaved record, every value made storable.
 
@@ -197,25 +197,43 @@ def _unlinked_budget_left(alias: str) -> bool:
 def save_within_budget(
     notification: Notification, session_pk: int, *, counter: str, cap: int, using: str
 ) -> bool:
-    """Take one unit of a session's storage budget and save ``notification``, atomically.
+    """Take one unit of a session's storage budget and save ``notification``.
 
     ``counter`` is ``stored_rejections`` or ``stored_duplicates``. The budget is a conditional
     ``UPDATE ... SET counter = counter + 1 WHERE counter < cap``: the database re-checks the
     condition once it holds the row's write lock, so concurrent requests never store more
-    than ``cap``; the notification is saved only when the counter moved, in the same
-    transaction, so no unit is spent on a row that was not stored. The session row is locked
-    only for that short transaction, never by ``select_for_update``. Returns False (nothing
+    than ``cap``, and the notification is saved only when the counter moved. The session row
+    is locked only for that ``UPDATE``, never by ``select_for_update``. Returns False (nothing
     saved) when the budget is used up.
+
+    Inside a transaction both go in a savepoint, so that no unit is spent on a row that was
+    not stored. In autocommit there is no transaction to pay for (two round trips of four):
+    when the save fails the unit is given back before the error goes on; only a process that
+    dies in between loses one, which errs on storing less, never more.
     """
-    with transaction.atomic(using=using):
-        taken = (
-            PaymentSession.objects.using(using)
-            .filter(pk=session_pk, **{f"{counter}__lt": cap})
-            .update(**{counter: F(counter) + 1})
-        )
-        if taken != 1:
-            return False
+    below_cap = PaymentSession.objects.using(using).filter(
+        pk=session_pk, **{f"{counter}__lt": cap}
+    )
+    if transaction.get_connection(using).in_atomic_block:
+        with transaction.atomic(using=using):
+            if below_cap.update(**{counter: F(counter) + 1}) != 1:
+                return False
+            notification.save(using=using)
+        return True
+    if below_cap.update(**{counter: F(counter) + 1}) != 1:
+        return False
+    try:
         notification.save(using=using)
+    except BaseException:
+        try:
+            PaymentSession.objects.using(using).filter(pk=session_pk).update(
+                **{counter: F(counter) - 1}
+            )
+        except DatabaseError:
+            logger.warning(
+                "A storage budget unit of session %s could not be given back", session_pk
+            )
+        raise
     return True
 
 
@@ -237,6 +255,7 @@ def record_unknown_to_etpay(session: PaymentSession, entries: int, *, using: str
         claims=None,
         raw_body="",
         remote_addr=None,
+        system_error=False,
     )
     notification.save(using=using)
     logger.info("ETpay knows no payment of session %s (status query)", session.pk)

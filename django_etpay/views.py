@@ -4,6 +4,9 @@ The views only read requests and write replies; verification, storage and signal
 :func:`django_etpay.pipeline.process_notification`. Every view is ``non_atomic_requests`` so
 that the record of a result survives even with ``ATOMIC_REQUESTS = True``, and none ever
 answers with a traceback or shows a JWT or a key.
+
+Over 500 lines because the three endpoints share one bounded body reader and one set of
+answers per outcome; splitting them would split the rules on untrusted bodies in two.
 """
 
 from __future__ import annotations

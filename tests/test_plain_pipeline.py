@@ -10,12 +10,13 @@ between the unlocked read and the lock. The races themselves, across connections
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any
 from unittest import mock
 
 import pytest
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models.signals import post_save, pre_save
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -274,3 +275,56 @@ def test_the_outbox_lease_is_the_delivering_process_own() -> None:
     assert effect.claim != ""
     assert effect.lease_until > timezone.now() + timedelta(seconds=30)
     assert effect.kind == OutboxEffect.Kind.PAYMENT_COMPLETED
+
+
+@pytest.mark.parametrize("inside_a_transaction", [False, True])
+def test_a_record_that_cannot_be_saved_spends_no_budget_unit(inside_a_transaction: bool) -> None:
+    # In autocommit the unit is given back; in a transaction the savepoint rolls it back.
+    session = make_session()
+    bystander = make_session(stored_duplicates=3, stored_rejections=2)
+    raw = mint_jwt(session)
+    assert deliver(raw).outcome == Outcome.ACCEPTED
+    failing = mock.patch.object(Notification, "save", side_effect=DatabaseError("disk full"))
+    outer = transaction.atomic() if inside_a_transaction else nullcontext()
+    with failing, outer, pytest.raises(DatabaseError, match="disk full"):
+        deliver(raw)
+    loaded = PaymentSession.objects.get(pk=session.pk)
+    assert (loaded.stored_duplicates, loaded.stored_rejections) == (0, 0)
+    # Only this session's unit is given back.
+    bystander.refresh_from_db()
+    assert (bystander.stored_duplicates, bystander.stored_rejections) == (3, 2)
+    assert Notification.objects.filter(session=session).count() == 1
+    # The budget still works afterwards.
+    assert deliver(raw).pk is not None
+    loaded.refresh_from_db()
+    assert loaded.stored_duplicates == 1
+
+
+def test_a_budget_unit_that_cannot_be_given_back_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from django_etpay import records
+
+    session = make_session()
+    notification = Notification(session=session, channel=Channel.WEBHOOK, raw_body="")
+    real_update = type(PaymentSession.objects.all()).update
+    calls: list[int] = []
+
+    def update(queryset: Any, **kwargs: Any) -> int:
+        calls.append(1)
+        if len(calls) == 2:
+            raise DatabaseError("gone")
+        return real_update(queryset, **kwargs)
+
+    with (
+        mock.patch.object(Notification, "save", side_effect=DatabaseError("disk full")),
+        mock.patch.object(type(PaymentSession.objects.all()), "update", update),
+        pytest.raises(DatabaseError, match="disk full"),
+    ):
+        records.save_within_budget(
+            notification, session.pk, counter="stored_duplicates", cap=5, using="default"
+        )
+    assert f"A storage budget unit of session {session.pk} could not be given back" in (
+        caplog.messages
+    )
+    assert PaymentSession.objects.get(pk=session.pk).stored_duplicates == 1

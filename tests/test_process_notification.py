@@ -283,6 +283,47 @@ def test_system_error_with_payment_status_true_never_pays(
     receivers["payment_completed"].assert_not_called()
 
 
+@pytest.mark.parametrize("status", [Status.PENDING, Status.PAID])
+def test_a_system_error_record_keeps_only_what_etpay_s_system_error_carries(
+    run: Run, status: str
+) -> None:
+    # Signed with the session token, which is in the payment URL: anyone may add claims.
+    session = make_session(status=status)
+    claims = mint_payment_claims(
+        session, system_error=True, payment_token="pay-forged", user_rut="1-9", extra="x"
+    )
+    notification = run(sign(claims, session.token))
+    assert notification.reason == Reason.SYSTEM_ERROR
+    stored = Notification.objects.get(pk=notification.pk)
+    assert stored.claims == {
+        "session_token": session.token,
+        "system_error": True,
+        "iat": claims["iat"],
+    }
+    assert stored.payment_token == ""
+    assert reload(session).payment_token == ""
+
+
+def test_a_rejected_system_error_keeps_only_its_claims_too(run: Run) -> None:
+    session = make_session()
+    claims = mint_payment_claims(session, system_error=True, payment_token="pay-forged")
+    notification = run(sign(claims, "not-the-session-key-" + "x" * 48))
+    assert (notification.outcome, notification.reason) == (Outcome.REJECTED, Reason.BAD_SIGNATURE)
+    stored = Notification.objects.get(pk=notification.pk)
+    assert stored.claims is not None
+    assert set(stored.claims) == {"session_token", "system_error", "iat"}
+    assert stored.payment_token == ""
+
+
+def test_a_normal_result_keeps_every_claim(run: Run) -> None:
+    session = make_session()
+    notification = run(mint_jwt(session, payment_token="pay-real", extra="x"))
+    stored = Notification.objects.get(pk=notification.pk)
+    assert stored.claims is not None
+    assert stored.claims["extra"] == "x"
+    assert stored.payment_token == "pay-real"
+
+
 def test_system_error_on_a_paid_session_flags_nothing(run: Run) -> None:
     session = make_session()
     run(mint_jwt(session))

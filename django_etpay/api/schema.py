@@ -197,6 +197,10 @@ class SessionsSchema(openapi.AutoSchema):
         return dict(sorted(responses.items()))
 
 
+#: The URLconf whose session endpoints the schema describes.
+URLCONF = "django_etpay.api.urls"
+
+
 class SchemaGenerator(openapi.SchemaGenerator):
     """DRF's OpenAPI generator, limited to this API and with its title and version.
 
@@ -213,14 +217,14 @@ class SchemaGenerator(openapi.SchemaGenerator):
         urlconf: Any = None,
         version: str | None = None,
     ) -> None:
-        from django_etpay.api.urls import session_urlpatterns
-
         super().__init__(
             title=title or TITLE,
             url=url or DEFAULT_PREFIX,
             description=description or DESCRIPTION,
-            patterns=patterns if patterns is not None else session_urlpatterns,
-            urlconf=urlconf,
+            patterns=patterns,
+            # Named, not imported: the URLconf imports the views, which import this module.
+            # The schema view itself is left out (its ``schema`` is None).
+            urlconf=urlconf if urlconf is not None or patterns is not None else URLCONF,
             version=version or __version__,
         )
 

@@ -1,6 +1,10 @@
 """The sandbox's HTTP surface: ETpay's API, its payment funnel and two static assets.
 
 Every view answers 404 unless ``ETPAY["ENVIRONMENT"] == "sandbox"``.
+
+Over 500 lines because it is every page and endpoint ETpay serves, side by side, so that the
+sandbox reads as one imitation of one service; what they share is in
+:mod:`django_etpay.sandbox.payments`.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ results are minted by :mod:`django_etpay.testing.results`.
 Like ETpay's sandbox of the same name, the fake keeps nothing secret from the test that owns
 it, except the merchant API token: :attr:`FakeEtpay.calls` shows every body sent, with
 ``merchant_api_token`` redacted, so that an assertion message never prints it.
+
+Over 500 lines because it is one class with one job: it plays both endpoints of ETpay's API,
+their faults and the payer's funnel, and a reader follows a call through it top to bottom.
 """
 
 from __future__ import annotations
