@@ -459,6 +459,7 @@ class OutboxEffect(models.Model):
         PAYMENT_COMPLETED = "payment_completed", _("Payment completed")
         PAYMENT_FAILED = "payment_failed", _("Payment failed")
         SESSION_EXPIRED = "session_expired", _("Session expired")
+        PAYMENT_DUPLICATED = "payment_duplicated", _("Paid more than once")
 
     class State(models.TextChoices):
         """Where the delivery stands."""
@@ -541,4 +542,93 @@ class OutboxEffect(models.Model):
         return (
             f"<OutboxEffect pk={self.pk} kind={self.kind} session={self.session_id} "
             f"state={self.state} attempts={self.attempts}>"
+        )
+
+
+# -- refunds ----------------------------------------------------------------------------------
+
+
+class Refund(TimestampMixin):
+    """Money given back to the payer of a paid session, in whole or in part.
+
+    A refund is ``requested`` (recorded, counted against the amount paid) until staff or the
+    refund backend confirm it ``completed`` (with ETpay's reference) or ``failed`` (with the
+    reason; a failed refund no longer counts). Create and settle refunds through
+    :mod:`django_etpay.refunds`, which keeps the total within the amount paid.
+    """
+
+    class State(models.TextChoices):
+        """Where a refund stands: ``requested`` → ``completed`` or ``failed``, both final."""
+
+        REQUESTED = "requested", _("Requested")
+        COMPLETED = "completed", _("Completed")
+        FAILED = "failed", _("Failed")
+
+    session = models.ForeignKey(
+        PaymentSession,
+        on_delete=models.PROTECT,
+        related_name="refunds",
+        verbose_name=_("session"),
+        help_text=_("The paid session the money is given back for."),
+    )
+    amount = models.PositiveBigIntegerField(
+        _("amount"), help_text=_("Amount given back, in the session's currency (integer).")
+    )
+    reason = models.TextField(_("reason"), help_text=_("Why the money is given back."))
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("requested by"),
+        help_text=_("The user who asked for the refund; empty when code asked for it."),
+    )
+    state = models.CharField(
+        _("state"),
+        max_length=16,
+        choices=State.choices,
+        default=State.REQUESTED,
+        help_text=_("Requested, then completed or failed."),
+    )
+    reference = models.CharField(
+        _("ETpay reference"),
+        max_length=255,
+        blank=True,
+        help_text=_("ETpay's reference of the transfer back, once it is done."),
+    )
+    failure_reason = models.TextField(
+        _("failure reason"), blank=True, help_text=_("Why the refund could not be made.")
+    )
+    completed_at = models.DateTimeField(
+        _("completed at"), null=True, blank=True, help_text=_("When it was confirmed done.")
+    )
+    failed_at = models.DateTimeField(
+        _("failed at"), null=True, blank=True, help_text=_("When it was marked failed.")
+    )
+
+    class Meta:
+        verbose_name = _("ETpay refund")
+        verbose_name_plural = _("ETpay refunds")
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["session", "state"], name="etpay_refund_session_idx"),
+            models.Index(fields=["state", "created_at"], name="etpay_refund_state_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(amount__gt=0), name="etpay_refund_amount_positive"
+            ),
+        ]
+        permissions = [
+            ("request_refund", _("Can request and settle refunds")),
+        ]
+
+    def __str__(self) -> str:
+        return f"Refund {self.pk} of {self.amount} for session {self.session_id} ({self.state})"
+
+    def __repr__(self) -> str:
+        return (
+            f"<Refund pk={self.pk} session={self.session_id} amount={self.amount} "
+            f"state={self.state}>"
         )
