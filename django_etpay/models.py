@@ -533,6 +533,12 @@ class OutboxEffect(models.Model):
             ),
             models.Index(fields=["session", "created_at"], name="etpay_effect_session_idx"),
             models.Index(fields=["state", "created_at"], name="etpay_effect_state_idx"),
+            # The admin's "paid more than once" filter: the few sessions with an extra payment.
+            models.Index(
+                fields=["session"],
+                name="etpay_effect_dup_idx",
+                condition=models.Q(kind="payment_duplicated"),
+            ),
         ]
 
     def __str__(self) -> str:

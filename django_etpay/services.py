@@ -25,7 +25,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from django_etpay import conf, outbox, signals, tokens, validators
+from django_etpay import conf, duplicates, outbox, signals, tokens, validators
 from django_etpay.client import get_client
 from django_etpay.exceptions import (
     EtpayAPIError,
@@ -885,6 +885,10 @@ def _apply_verified(
             session.pk,
             decision.reason or "duplicate",
         )
+    # -- double payments (django_etpay.duplicates): a second payment_token on a paid session --
+    if duplicates.is_extra_payment(session, notification):
+        duplicates.record_duplicate(session, notification, notification.payment_token)
+    # -- end of double payments --
     logger.debug(
         "ETpay %s result for session %s changes nothing (%s)",
         channel,

@@ -13,11 +13,6 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AlterField(
-            model_name='outboxeffect',
-            name='kind',
-            field=models.CharField(choices=[('payment_completed', 'Payment completed'), ('payment_failed', 'Payment failed'), ('session_expired', 'Session expired'), ('payment_duplicated', 'Paid more than once')], help_text='The signal to send.', max_length=32, verbose_name='signal'),
-        ),
         migrations.CreateModel(
             name='Refund',
             fields=[
@@ -31,16 +26,43 @@ class Migration(migrations.Migration):
                 ('failure_reason', models.TextField(blank=True, help_text='Why the refund could not be made.', verbose_name='failure reason')),
                 ('completed_at', models.DateTimeField(blank=True, help_text='When it was confirmed done.', null=True, verbose_name='completed at')),
                 ('failed_at', models.DateTimeField(blank=True, help_text='When it was marked failed.', null=True, verbose_name='failed at')),
-                ('requested_by', models.ForeignKey(blank=True, help_text='The user who asked for the refund; empty when code asked for it.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='requested by')),
-                ('session', models.ForeignKey(help_text='The paid session the money is given back for.', on_delete=django.db.models.deletion.PROTECT, related_name='refunds', to='django_etpay.paymentsession', verbose_name='session')),
             ],
             options={
                 'verbose_name': 'ETpay refund',
                 'verbose_name_plural': 'ETpay refunds',
                 'ordering': ['-created_at'],
                 'permissions': [('request_refund', 'Can request and settle refunds')],
-                'indexes': [models.Index(fields=['session', 'state'], name='etpay_refund_session_idx'), models.Index(fields=['state', 'created_at'], name='etpay_refund_state_idx')],
-                'constraints': [models.CheckConstraint(condition=models.Q(('amount__gt', 0)), name='etpay_refund_amount_positive')],
             },
+        ),
+        migrations.AlterField(
+            model_name='outboxeffect',
+            name='kind',
+            field=models.CharField(choices=[('payment_completed', 'Payment completed'), ('payment_failed', 'Payment failed'), ('session_expired', 'Session expired'), ('payment_duplicated', 'Paid more than once')], help_text='The signal to send.', max_length=32, verbose_name='signal'),
+        ),
+        migrations.AddIndex(
+            model_name='outboxeffect',
+            index=models.Index(condition=models.Q(('kind', 'payment_duplicated')), fields=['session'], name='etpay_effect_dup_idx'),
+        ),
+        migrations.AddField(
+            model_name='refund',
+            name='requested_by',
+            field=models.ForeignKey(blank=True, help_text='The user who asked for the refund; empty when code asked for it.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='requested by'),
+        ),
+        migrations.AddField(
+            model_name='refund',
+            name='session',
+            field=models.ForeignKey(help_text='The paid session the money is given back for.', on_delete=django.db.models.deletion.PROTECT, related_name='refunds', to='django_etpay.paymentsession', verbose_name='session'),
+        ),
+        migrations.AddIndex(
+            model_name='refund',
+            index=models.Index(fields=['session', 'state'], name='etpay_refund_session_idx'),
+        ),
+        migrations.AddIndex(
+            model_name='refund',
+            index=models.Index(fields=['state', 'created_at'], name='etpay_refund_state_idx'),
+        ),
+        migrations.AddConstraint(
+            model_name='refund',
+            constraint=models.CheckConstraint(condition=models.Q(('amount__gt', 0)), name='etpay_refund_amount_positive'),
         ),
     ]
