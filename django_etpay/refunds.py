@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import router, transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.dispatch import Signal
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -138,6 +138,19 @@ def refunded_amount(session: PaymentSession) -> int:
 def pending_refund_amount(session: PaymentSession) -> int:
     """What is on its way back on ``session``: the sum of its ``requested`` refunds."""
     return _total(session.pk, (State.REQUESTED,), router.db_for_read(Refund))
+
+
+def refund_totals(session: PaymentSession) -> tuple[int, int]:
+    """(:func:`refunded_amount`, :func:`pending_refund_amount`) of ``session`` in one query."""
+    totals = (
+        Refund.objects.using(router.db_for_read(Refund))
+        .filter(session_id=session.pk)
+        .aggregate(
+            completed=Sum("amount", filter=Q(state=State.COMPLETED)),
+            requested=Sum("amount", filter=Q(state=State.REQUESTED)),
+        )
+    )
+    return int(totals["completed"] or 0), int(totals["requested"] or 0)
 
 
 def refundable_amount(session: PaymentSession) -> int:
