@@ -47,14 +47,14 @@ def paid(amount: int = 10000, **values: Any) -> PaymentSession:
     )
 
 
-def extra_payment(session: PaymentSession, token: str = "pay-2") -> Notification:
+def extra_payment(session: PaymentSession, payment: str = "pay-2") -> Notification:
     notification = Notification.objects.create(
         session=session,
         channel=Notification.Channel.WEBHOOK,
         outcome=Notification.Outcome.DUPLICATE,
         reason=Notification.Reason.NOT_APPLICABLE,
         result=Notification.Result.SUCCESS,
-        payment_token=token,
+        payment_token=payment,
         claims={
             "merchant_amount": session.order_amount,
             "payment_date": "04-12-2026 18:07:34",

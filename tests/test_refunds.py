@@ -4,6 +4,7 @@ once."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 from unittest import mock
 
@@ -14,9 +15,10 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.db import transaction
 from django.dispatch import Signal
+from django.utils import timezone
 from pytest_django import Settings
 
-from django_etpay import checks, refunds, signals
+from django_etpay import checks, operations, refunds, signals
 from django_etpay.exceptions import (
     EtpayConfigurationError,
     EtpayError,
@@ -399,3 +401,30 @@ def test_repr_and_str_name_the_refund() -> None:
         f"<Refund pk={refund.pk} session={refund.session_id} amount=100 state=requested>"
     )
     assert str(refund) == f"Refund {refund.pk} of 100 for session {refund.session_id} (requested)"
+
+
+# -- purge ------------------------------------------------------------------------------------
+
+
+def test_purge_keeps_the_refunds_of_a_purged_session() -> None:
+    session = paid_session(10000)
+    done = refunds.request_refund(session, 4000, reason="returned goods")
+    refunds.complete_refund(done, reference="ETP-31")
+    open_one = refunds.request_refund(session, 1000, reason="late delivery")
+    PaymentSession.objects.filter(pk=session.pk).update(
+        created_at=timezone.now() - timedelta(days=40)
+    )
+
+    summary = operations.purge_personal_data(timedelta(days=30))
+
+    assert summary.sessions == 1
+    session.refresh_from_db()
+    assert session.purged_at is not None
+    assert session.customer_email == ""
+    kept = {r.pk: (r.amount, r.state, r.reason, r.reference) for r in Refund.objects.all()}
+    assert kept == {
+        done.pk: (4000, State.COMPLETED, "returned goods", "ETP-31"),
+        open_one.pk: (1000, State.REQUESTED, "late delivery", ""),
+    }
+    assert refunds.refunded_amount(session) == 4000
+    assert refunds.refundable_amount(session) == 5000
