@@ -413,7 +413,7 @@ class ExtraPaymentInline(EvidenceOnly, _EffectInlineBase):
         return ", ".join(shown) if shown else "-"
 
 
-class RefundInline(_RefundInlineBase):
+class RefundInline(EvidenceOnly, _RefundInlineBase):
     """A session's refunds, read-only here; requested with the session list's action and
     settled from the refund list."""
 
@@ -433,15 +433,6 @@ class RefundInline(_RefundInlineBase):
     readonly_fields = fields
     ordering = ("created_at", "id")
     verbose_name_plural = _("refunds")
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Refund]:
         return super().get_queryset(request).select_related("requested_by", "session")
@@ -772,7 +763,13 @@ class PaymentSessionAdmin(EvidenceOnly, SecretLookupGuard, _SessionAdminBase):
     def request_refund_selected(
         self, request: HttpRequest, queryset: QuerySet[PaymentSession]
     ) -> TemplateResponse | None:
-        if self._too_many(request, queryset):
+        if queryset.order_by()[: MAX_ACTION_SESSIONS + 1].count() > MAX_ACTION_SESSIONS:
+            self.message_user(
+                request,
+                _("Select at most %(max)d sessions to refund at once.")
+                % {"max": MAX_ACTION_SESSIONS},
+                messages.ERROR,
+            )
             return None
         form, page = _action_form(
             self,

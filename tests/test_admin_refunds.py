@@ -11,6 +11,7 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.urls import reverse
 
+from django_etpay import admin as etpay_admin
 from django_etpay import refunds
 from django_etpay.models import Notification, OutboxEffect, PaymentSession, Refund
 from tests.factories import make_session
@@ -307,3 +308,24 @@ def test_refunds_cannot_be_added_changed_or_deleted_by_hand(admin_client: Client
     assert page.status_code == 200
     assert b'name="_save"' not in page.content
     assert "delete_selected" not in actions(admin_client, REFUNDS)
+
+
+def test_the_request_action_refuses_huge_selections(monkeypatch: Any) -> None:
+    monkeypatch.setattr(etpay_admin, "MAX_ACTION_SESSIONS", 2)
+    sessions = [paid() for _ in range(3)]
+    client, _user = staff("request_refund")
+
+    done = client.post(
+        reverse(SESSIONS),
+        {
+            "action": "request_refund_selected",
+            helpers.ACTION_CHECKBOX_NAME: [s.pk for s in sessions],
+            "apply": "1",
+            "amount": "1",
+            "reason": "many",
+        },
+        follow=True,
+    )
+
+    assert not Refund.objects.exists()
+    assert "Select at most 2 sessions to refund at once." in messages_of(done)
