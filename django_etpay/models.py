@@ -446,11 +446,12 @@ class OutboxEffect(models.Model):
 
     ``payment_completed``, ``payment_failed``, ``session_expired`` and ``payment_duplicated``
     (see :mod:`django_etpay.duplicates`) are delivered to their receivers after commit by the
-    process that made the change; the row says whether every receiver finished. When that process dies first, or a receiver raises, the row stays
-    ``pending`` and :func:`django_etpay.outbox.deliver_due` (run by ``etpay_reconcile`` and the
-    reconcile task) delivers it again once ``lease_until`` has passed. Whoever delivers holds
-    the lease, so the in-process delivery and the recovery never deliver the same effect at
-    the same time. Receivers must be idempotent: a delivery cut short is delivered again.
+    process that made the change; the row says whether every receiver finished. When that
+    process dies first, or a receiver raises, the row stays ``pending`` and
+    :func:`django_etpay.outbox.deliver_due` (run by ``etpay_reconcile`` and the reconcile task)
+    delivers it again once ``lease_until`` has passed. Whoever delivers holds the lease, so the
+    in-process delivery and the recovery never deliver the same effect at the same time.
+    Receivers must be idempotent: a delivery cut short is delivered again.
     """
 
     class Kind(models.TextChoices):
