@@ -25,11 +25,14 @@ import json
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
 from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
@@ -39,9 +42,9 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from django_etpay import conf, operations, outbox, validators
-from django_etpay.exceptions import EtpayConfigurationError
-from django_etpay.models import Notification, OutboxEffect, PaymentSession
+from django_etpay import conf, operations, outbox, refunds, validators
+from django_etpay.exceptions import EtpayConfigurationError, EtpayRefundError
+from django_etpay.models import Notification, OutboxEffect, PaymentSession, Refund
 from django_etpay.money import format_money
 
 if TYPE_CHECKING:
@@ -51,12 +54,19 @@ if TYPE_CHECKING:
     _EffectAdminBase = admin.ModelAdmin[OutboxEffect]
     _NotificationInlineBase = admin.TabularInline[Notification, PaymentSession]
     _EffectInlineBase = admin.TabularInline[OutboxEffect, PaymentSession]
+    _RefundAdminBase = admin.ModelAdmin[Refund]
+    _RefundInlineBase = admin.TabularInline[Refund, PaymentSession]
 else:
     _SessionAdminBase = _NotificationAdminBase = _EffectAdminBase = admin.ModelAdmin
     _NotificationInlineBase = _EffectInlineBase = admin.TabularInline
+    _RefundAdminBase = admin.ModelAdmin
+    _RefundInlineBase = admin.TabularInline
 
 #: The permission that shows the payer's RUT and account (and raw bodies, which carry them).
 PAYER_DATA_PERMISSION = "django_etpay.view_payer_data"
+
+#: The permission that requests refunds and marks them completed or failed.
+REFUND_PERMISSION = "django_etpay.request_refund"
 
 #: Claims that identify the payer; redacted for users without :data:`PAYER_DATA_PERMISSION`.
 PERSONAL_CLAIMS = ("user_rut", "user_account", "user_bank", "customer_email")
@@ -377,6 +387,193 @@ class EnvironmentFilter(admin.SimpleListFilter):
             return queryset.filter(environment=self.value())
         return queryset
 
+# -- double payments and refunds --------------------------------------------------------------
+
+
+class PaidMoreThanOnceFilter(admin.SimpleListFilter):
+    """Paid sessions that received another payment too (see :mod:`django_etpay.duplicates`):
+    the extra money is the shop's to give back."""
+
+    title = _("paid more than once")
+    parameter_name = "paid_twice"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [("yes", _("Paid more than once"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() != "yes":
+            return queryset
+        # The few sessions with such an effect, from its partial index.
+        extra = OutboxEffect.objects.filter(kind=OutboxEffect.Kind.PAYMENT_DUPLICATED)
+        return queryset.filter(pk__in=extra.order_by().values("session_id"))
+
+
+def _claim(notification: Notification, key: str) -> Any:
+    claims = notification.claims if isinstance(notification.claims, dict) else {}
+    value = claims.get(key)
+    return value if value not in (None, "") else None
+
+
+class ExtraPaymentInline(EvidenceOnly, _EffectInlineBase):
+    """The extra payments of a session paid more than once: amount, time and payer."""
+
+    model = OutboxEffect
+    extra = 0
+    can_delete = False
+    ordering = ("created_at", "id")
+    verbose_name = _("extra payment")
+    verbose_name_plural = _("extra payments (paid more than once)")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[OutboxEffect]:
+        return (
+            super()
+            .get_queryset(request)
+            .filter(kind=OutboxEffect.Kind.PAYMENT_DUPLICATED)
+            .select_related("notification", "session")
+        )
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        payer = ("payer_display",) if _can_see_payer_data(request) else ("payer_bank_display",)
+        return ("payment_token_display", "amount_display", "paid_display", *payer, "state")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.get_fields(request, obj)
+
+    @admin.display(description=_("payment token"))
+    def payment_token_display(self, obj: OutboxEffect) -> str:
+        return obj.notification.payment_token if obj.notification is not None else "-"
+
+    @admin.display(description=_("amount"))
+    def amount_display(self, obj: OutboxEffect) -> str:
+        amount = _claim(obj.notification, "merchant_amount") if obj.notification else None
+        if isinstance(amount, int) and not isinstance(amount, bool):
+            return format_money(amount, obj.session.currency)
+        return str(amount) if amount is not None else "-"
+
+    @admin.display(description=_("paid at"))
+    def paid_display(self, obj: OutboxEffect) -> str:
+        notification = obj.notification
+        if notification is None:
+            return "-"
+        # ETpay's own payment time when it sent one (its time zone is not documented), else
+        # when the result arrived.
+        reported = _claim(notification, "payment_date")
+        received = _short_datetime(notification.created_at)
+        if reported is None:
+            return received
+        return str(_("%(reported)s (received %(received)s)")) % {
+            "reported": reported,
+            "received": received,
+        }
+
+    @admin.display(description=_("payer bank"))
+    def payer_bank_display(self, obj: OutboxEffect) -> str:
+        bank = _claim(obj.notification, "user_bank") if obj.notification else None
+        return str(bank) if bank is not None else "-"
+
+    @admin.display(description=_("payer"))
+    def payer_display(self, obj: OutboxEffect) -> str:
+        if obj.notification is None:
+            return "-"
+        parts = [
+            _claim(obj.notification, key) for key in ("user_bank", "user_account", "user_rut")
+        ]
+        shown = [str(part) for part in parts if part is not None]
+        return ", ".join(shown) if shown else "-"
+
+
+class RefundInline(EvidenceOnly, _RefundInlineBase):
+    """A session's refunds, read-only here; requested with the session list's action and
+    settled from the refund list."""
+
+    model = Refund
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = (
+        "created_at",
+        "amount_display",
+        "state",
+        "reason",
+        "requested_by",
+        "reference",
+        "failure_reason",
+    )
+    readonly_fields = fields
+    ordering = ("created_at", "id")
+    verbose_name_plural = _("refunds")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Refund]:
+        return super().get_queryset(request).select_related("requested_by", "session")
+
+    @admin.display(description=_("amount"))
+    def amount_display(self, obj: Refund) -> str:
+        return format_money(int(obj.amount), obj.session.currency)
+
+
+class RequestRefundForm(forms.Form):
+    """The session list's "request a refund" action."""
+
+    amount = forms.IntegerField(
+        label=_("Amount"),
+        min_value=1,
+        required=False,
+        help_text=_("Whole units of the session's currency; empty refunds all that is left."),
+    )
+    reason = forms.CharField(label=_("Reason"), widget=forms.Textarea(attrs={"rows": 3}))
+
+
+class CompleteRefundForm(forms.Form):
+    """The refund list's "mark completed" action."""
+
+    reference = forms.CharField(
+        label=_("ETpay reference"),
+        max_length=refunds.MAX_REFERENCE_LENGTH,
+        help_text=_("ETpay's reference of the transfer back, from its back-office."),
+    )
+
+
+class FailRefundForm(forms.Form):
+    """The refund list's "mark failed" action."""
+
+    reason = forms.CharField(label=_("Why it failed"), widget=forms.Textarea(attrs={"rows": 3}))
+
+
+def _action_form(
+    model_admin: Any,
+    request: HttpRequest,
+    queryset: QuerySet[Any],
+    form_class: type[forms.Form],
+    *,
+    title: str,
+    intro: str,
+    submit: str,
+) -> tuple[forms.Form | None, TemplateResponse | None]:
+    """An admin action's intermediate page: (the valid form, None) once submitted, else
+    (None, the page to show)."""
+    if "apply" in request.POST:
+        form = form_class(request.POST)
+        if form.is_valid():
+            return form, None
+    else:
+        form = form_class()
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": title,
+        "intro": intro,
+        "submit": submit,
+        "form": form,
+        "objects": list(queryset),
+        "action": request.POST.get("action", ""),
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "opts": model_admin.model._meta,
+    }
+    return None, TemplateResponse(request, "admin/django_etpay/refund_action.html", context)
+
+
+def _can_refund(request: HttpRequest) -> bool:
+    return bool(request.user.has_perm(REFUND_PERMISSION))
+
 
 # -- sessions ---------------------------------------------------------------------------------
 
@@ -394,6 +591,7 @@ class PaymentSessionAdmin(EvidenceOnly, SecretLookupGuard, _SessionAdminBase):
         "outcome_unknown",
         EnvironmentFilter,
         MerchantFilter,
+        PaidMoreThanOnceFilter,
         ("created_at", admin.DateFieldListFilter),
     )
     # Exact lookups on indexed columns, e-mail case-insensitively on its UPPER() index: a
@@ -409,8 +607,8 @@ class PaymentSessionAdmin(EvidenceOnly, SecretLookupGuard, _SessionAdminBase):
     paginator = CappedCountPaginator
     show_full_result_count = False
     list_per_page = 50
-    actions = ("reconcile_selected", "expire_selected")
-    inlines = (NotificationInline, EffectInline)
+    actions = ("reconcile_selected", "expire_selected", "request_refund_selected")
+    inlines = (NotificationInline, EffectInline, ExtraPaymentInline, RefundInline)
 
     class Media:
         css = {"all": ("django_etpay/admin.css",)}
@@ -431,6 +629,9 @@ class PaymentSessionAdmin(EvidenceOnly, SecretLookupGuard, _SessionAdminBase):
                         "merchant_order_id",
                         "amount_display",
                         "metadata_table",
+
+                        "refunded_display",
+                        "metadata",
                         "account_display",
                         "environment_display",
                     )
@@ -624,6 +825,81 @@ class PaymentSessionAdmin(EvidenceOnly, SecretLookupGuard, _SessionAdminBase):
                 messages.WARNING,
             )
 
+    # -- refunds (django_etpay.refunds) --
+
+    def has_request_refund_permission(self, request: HttpRequest) -> bool:
+        return _can_refund(request)
+
+    @admin.display(description=_("refunded"))
+    def refunded_display(self, obj: PaymentSession) -> str:
+        completed, pending = refunds.refund_totals(obj)
+        done = format_money(completed, obj.currency)
+        if not pending:
+            return done
+        return str(_("%(done)s (and %(pending)s requested, not confirmed yet)")) % {
+            "done": done,
+            "pending": format_money(pending, obj.currency),
+        }
+
+    @admin.action(
+        description=_("Request a refund of the selected paid sessions"),
+        permissions=["request_refund"],
+    )
+    def request_refund_selected(
+        self, request: HttpRequest, queryset: QuerySet[PaymentSession]
+    ) -> TemplateResponse | None:
+        if queryset.order_by()[: MAX_ACTION_SESSIONS + 1].count() > MAX_ACTION_SESSIONS:
+            self.message_user(
+                request,
+                _("Select at most %(max)d sessions to refund at once.")
+                % {"max": MAX_ACTION_SESSIONS},
+                messages.ERROR,
+            )
+            return None
+        form, page = _action_form(
+            self,
+            request,
+            queryset.order_by("pk"),
+            RequestRefundForm,
+            title=str(_("Request a refund")),
+            intro=str(
+                _(
+                    "The refund is recorded; carry it out in ETpay's back-office, then mark it "
+                    "completed in the refund list."
+                )
+            ),
+            submit=str(_("Request the refund")),
+        )
+        if form is None:
+            return page
+        amount = form.cleaned_data["amount"]
+        made = 0
+        for session in queryset.order_by("pk"):
+            value = amount if amount is not None else refunds.refundable_amount(session)
+            if not value:
+                self.message_user(
+                    request,
+                    _("%(session)s: nothing left to refund (not paid, or refunded already).")
+                    % {"session": session},
+                    messages.WARNING,
+                )
+                continue
+            try:
+                refunds.request_refund(
+                    session, value, reason=form.cleaned_data["reason"], user=request.user
+                )
+            except EtpayRefundError as err:
+                self.message_user(request, str(err), messages.WARNING)
+            else:
+                made += 1
+        self.message_user(
+            request,
+            ngettext("%(count)d refund requested.", "%(count)d refunds requested.", made)
+            % {"count": made},
+            messages.SUCCESS if made else messages.WARNING,
+        )
+        return None
+
 
 # -- notifications ----------------------------------------------------------------------------
 
@@ -814,3 +1090,125 @@ class OutboxEffectAdmin(EvidenceOnly, SecretLookupGuard, _EffectAdminBase):
             % {"count": count},
             messages.SUCCESS,
         )
+
+
+# -- refunds ----------------------------------------------------------------------------------
+
+
+@admin.register(Refund)
+class RefundAdmin(EvidenceOnly, SecretLookupGuard, _RefundAdminBase):
+    """The refund ledger. Refunds are requested from the session list and carried out in
+    ETpay's back-office; staff with ``request_refund`` then mark them completed or failed."""
+
+    list_display = (
+        "created_display",
+        "session_display",
+        "amount_display",
+        "state",
+        "requested_by",
+        "reference",
+    )
+    list_filter = ("state", ("created_at", admin.DateFieldListFilter))
+    list_select_related = ("session", "requested_by")
+    search_fields = ("reference__exact", "session__merchant_order_id__exact")
+    search_help_text = _("Exact ETpay reference or order id.")
+    ordering = ("-created_at", "-id")
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    actions = ("complete_selected", "fail_selected")
+    fields = (
+        "session_display",
+        "amount_display",
+        "state",
+        "reason",
+        "requested_by",
+        "reference",
+        "failure_reason",
+        "created_at",
+        "updated_at",
+        "completed_at",
+        "failed_at",
+    )
+    readonly_fields = fields
+
+    def has_request_refund_permission(self, request: HttpRequest) -> bool:
+        return _can_refund(request)
+
+    @admin.display(description=_("created"), ordering="created_at")
+    def created_display(self, obj: Refund) -> SafeString | str:
+        url = reverse(f"{self.admin_site.name}:django_etpay_refund_change", args=[obj.pk])
+        return format_html('<a href="{}">{}</a>', url, _short_datetime(obj.created_at))
+
+    @admin.display(description=_("session"), ordering="session")
+    def session_display(self, obj: Refund) -> SafeString | str:
+        return _session_link(self.admin_site.name, obj.session)
+
+    @admin.display(description=_("amount"), ordering="amount")
+    def amount_display(self, obj: Refund) -> str:
+        return format_money(int(obj.amount), obj.session.currency)
+
+    @admin.action(
+        description=_("Mark the selected refund completed (done in ETpay's back-office)"),
+        permissions=["request_refund"],
+    )
+    def complete_selected(
+        self, request: HttpRequest, queryset: QuerySet[Refund]
+    ) -> TemplateResponse | None:
+        if queryset.count() != 1:
+            # Each transfer back has its own reference.
+            self.message_user(
+                request, _("Select exactly one refund to mark completed."), messages.ERROR
+            )
+            return None
+        form, page = _action_form(
+            self,
+            request,
+            queryset,
+            CompleteRefundForm,
+            title=str(_("Mark a refund completed")),
+            intro=str(_("Give ETpay's reference of the transfer back, from its back-office.")),
+            submit=str(_("Mark completed")),
+        )
+        if form is None:
+            return page
+        refund = queryset.get()
+        try:
+            refunds.complete_refund(refund, reference=form.cleaned_data["reference"])
+        except EtpayRefundError as err:
+            self.message_user(request, str(err), messages.ERROR)
+            return None
+        self.message_user(request, _("Refund marked completed."), messages.SUCCESS)
+        return None
+
+    @admin.action(
+        description=_("Mark the selected refunds failed"), permissions=["request_refund"]
+    )
+    def fail_selected(
+        self, request: HttpRequest, queryset: QuerySet[Refund]
+    ) -> TemplateResponse | None:
+        form, page = _action_form(
+            self,
+            request,
+            queryset,
+            FailRefundForm,
+            title=str(_("Mark refunds failed")),
+            intro=str(_("Their amounts no longer count against what was paid.")),
+            submit=str(_("Mark failed")),
+        )
+        if form is None:
+            return page
+        failed = 0
+        for refund in queryset.order_by("pk"):
+            try:
+                refunds.fail_refund(refund, reason=form.cleaned_data["reason"])
+            except EtpayRefundError as err:
+                self.message_user(request, str(err), messages.WARNING)
+            else:
+                failed += 1
+        self.message_user(
+            request,
+            ngettext("%(count)d refund marked failed.", "%(count)d refunds marked failed.", failed)
+            % {"count": failed},
+            messages.SUCCESS if failed else messages.WARNING,
+        )
+        return None

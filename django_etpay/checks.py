@@ -14,6 +14,8 @@ Ids are stable; a retired id is listed here and never reused.
 - ``django_etpay.W004``: a ModelAdmin names ``signature_token`` (list, filter, search, ordering,
   fields): the field refuses every lookup, and no admin page should show it.
 - ``django_etpay.E101``-``E103``, ``W101``: the REST API (see :mod:`django_etpay.api.checks`).
+- ``django_etpay.E201``: ``REFUND_BACKEND`` cannot be imported, or names neither a
+  ``RefundBackend`` class nor a callable.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def register() -> None:
     from django_etpay.api.checks import check_api
 
     checks.register(check_api, checks.Tags.security, checks.Tags.urls)
+    checks.register(check_refunds)
 
 
 def _accounts(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -248,3 +251,29 @@ def check_sandbox(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
             id="django_etpay.E005",
         )
     ]
+
+
+def check_refunds(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """``REFUND_BACKEND`` names something :func:`django_etpay.refunds.get_backend` can use."""
+    from django_etpay import refunds
+    from django_etpay.exceptions import EtpayConfigurationError
+
+    try:
+        refunds.get_backend()
+    except EtpayConfigurationError as err:
+        return [
+            checks.Error(
+                str(err),
+                hint="A dotted path to a django_etpay.refunds.RefundBackend subclass or to a "
+                "callable taking the refund; see the refunds page of the documentation.",
+                id="django_etpay.E201",
+            )
+        ]
+    except Exception as err:  # an error while importing the backend's module: report it
+        return [
+            checks.Error(
+                f'ETPAY["REFUND_BACKEND"] cannot be loaded ({type(err).__name__}: {err}).',
+                id="django_etpay.E201",
+            )
+        ]
+    return []

@@ -125,6 +125,11 @@ DEFAULTS: dict[str, Any] = {
     # bool. The default shows it to the user who created it, to the browser session that
     # created it, and to staff.
     "API_VISIBILITY_HOOK": "django_etpay.api.permissions.can_view_session",
+    # -- refunds (django_etpay.refunds) --
+    # Dotted path of what carries a requested refund out: a RefundBackend subclass or a
+    # callable taking the refund. ETpay's Payouts API is not public, so the default records the
+    # request and waits for staff to confirm it once done in ETpay's back-office.
+    "REFUND_BACKEND": "django_etpay.refunds.ManualRefundBackend",
 }
 
 

@@ -120,3 +120,38 @@ class EtpayVerificationError(EtpayError, SuspiciousOperation):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+
+class EtpayRefundError(EtpayError):
+    """A refund could not be requested or settled (see :mod:`django_etpay.refunds`).
+
+    Nothing was recorded or changed when it is raised.
+    """
+
+
+class EtpayRefundNotAllowedError(EtpayRefundError):
+    """The session is not paid: only money that arrived can be given back."""
+
+
+class EtpayRefundAmountError(EtpayRefundError, ValueError):
+    """The amount is not a positive integer, or exceeds what is left to refund.
+
+    ``available`` is what may still be refunded on the session (the amount paid minus every
+    requested or completed refund), when the session was read; ``None`` when the amount itself
+    was invalid.
+    """
+
+    def __init__(self, message: str, *, available: int | None = None) -> None:
+        super().__init__(message)
+        self.available = available
+
+
+class EtpayRefundStateError(EtpayRefundError):
+    """The refund was already completed or failed; both are final.
+
+    ``state`` is the state the refund was found in.
+    """
+
+    def __init__(self, message: str, *, state: str) -> None:
+        super().__init__(message)
+        self.state = state

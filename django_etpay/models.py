@@ -452,13 +452,14 @@ class Notification(models.Model):
 class OutboxEffect(models.Model):
     """A state change's signal, recorded in the transaction that made the change (an outbox).
 
-    ``payment_completed``, ``payment_failed`` and ``session_expired`` are delivered to their
-    receivers after commit by the process that made the change; the row says whether every
-    receiver finished. When that process dies first, or a receiver raises, the row stays
-    ``pending`` and :func:`django_etpay.outbox.deliver_due` (run by ``etpay_reconcile`` and the
-    reconcile task) delivers it again once ``lease_until`` has passed. Whoever delivers holds
-    the lease, so the in-process delivery and the recovery never deliver the same effect at
-    the same time. Receivers must be idempotent: a delivery cut short is delivered again.
+    ``payment_completed``, ``payment_failed``, ``session_expired`` and ``payment_duplicated``
+    (see :mod:`django_etpay.duplicates`) are delivered to their receivers after commit by the
+    process that made the change; the row says whether every receiver finished. When that
+    process dies first, or a receiver raises, the row stays ``pending`` and
+    :func:`django_etpay.outbox.deliver_due` (run by ``etpay_reconcile`` and the reconcile task)
+    delivers it again once ``lease_until`` has passed. Whoever delivers holds the lease, so the
+    in-process delivery and the recovery never deliver the same effect at the same time.
+    Receivers must be idempotent: a delivery cut short is delivered again.
     """
 
     class Kind(models.TextChoices):
@@ -467,6 +468,7 @@ class OutboxEffect(models.Model):
         PAYMENT_COMPLETED = "payment_completed", _("Payment completed")
         PAYMENT_FAILED = "payment_failed", _("Payment failed")
         SESSION_EXPIRED = "session_expired", _("Session expired")
+        PAYMENT_DUPLICATED = "payment_duplicated", _("Paid more than once")
 
     class State(models.TextChoices):
         """Where the delivery stands."""
@@ -540,6 +542,12 @@ class OutboxEffect(models.Model):
             ),
             models.Index(fields=["session", "created_at"], name="etpay_effect_session_idx"),
             models.Index(fields=["state", "created_at"], name="etpay_effect_state_idx"),
+            # The admin's "paid more than once" filter: the few sessions with an extra payment.
+            models.Index(
+                fields=["session"],
+                name="etpay_effect_dup_idx",
+                condition=models.Q(kind="payment_duplicated"),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -598,3 +606,91 @@ class OrderLock(models.Model):
 
     def __repr__(self) -> str:
         return f"<OrderLock pk={self.pk} order={self.merchant_order_id!r}>"
+
+# -- refunds ----------------------------------------------------------------------------------
+
+
+class Refund(TimestampMixin):
+    """Money given back to the payer of a paid session, in whole or in part.
+
+    A refund is ``requested`` (recorded, counted against the amount paid) until staff or the
+    refund backend confirm it ``completed`` (with ETpay's reference) or ``failed`` (with the
+    reason; a failed refund no longer counts). Create and settle refunds through
+    :mod:`django_etpay.refunds`, which keeps the total within the amount paid.
+    """
+
+    class State(models.TextChoices):
+        """Where a refund stands: ``requested`` → ``completed`` or ``failed``, both final."""
+
+        REQUESTED = "requested", _("Requested")
+        COMPLETED = "completed", _("Completed")
+        FAILED = "failed", _("Failed")
+
+    session = models.ForeignKey(
+        PaymentSession,
+        on_delete=models.PROTECT,
+        related_name="refunds",
+        verbose_name=_("session"),
+        help_text=_("The paid session the money is given back for."),
+    )
+    amount = models.PositiveBigIntegerField(
+        _("amount"), help_text=_("Amount given back, in the session's currency (integer).")
+    )
+    reason = models.TextField(_("reason"), help_text=_("Why the money is given back."))
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("requested by"),
+        help_text=_("The user who asked for the refund; empty when code asked for it."),
+    )
+    state = models.CharField(
+        _("state"),
+        max_length=16,
+        choices=State.choices,
+        default=State.REQUESTED,
+        help_text=_("Requested, then completed or failed."),
+    )
+    reference = models.CharField(
+        _("ETpay reference"),
+        max_length=255,
+        blank=True,
+        help_text=_("ETpay's reference of the transfer back, once it is done."),
+    )
+    failure_reason = models.TextField(
+        _("failure reason"), blank=True, help_text=_("Why the refund could not be made.")
+    )
+    completed_at = models.DateTimeField(
+        _("completed at"), null=True, blank=True, help_text=_("When it was confirmed done.")
+    )
+    failed_at = models.DateTimeField(
+        _("failed at"), null=True, blank=True, help_text=_("When it was marked failed.")
+    )
+
+    class Meta:
+        verbose_name = _("ETpay refund")
+        verbose_name_plural = _("ETpay refunds")
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["session", "state"], name="etpay_refund_session_idx"),
+            models.Index(fields=["state", "created_at"], name="etpay_refund_state_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(amount__gt=0), name="etpay_refund_amount_positive"
+            ),
+        ]
+        permissions = [
+            ("request_refund", _("Can request and settle refunds")),
+        ]
+
+    def __str__(self) -> str:
+        return f"Refund {self.pk} of {self.amount} for session {self.session_id} ({self.state})"
+
+    def __repr__(self) -> str:
+        return (
+            f"<Refund pk={self.pk} session={self.session_id} amount={self.amount} "
+            f"state={self.state}>"
+        )

@@ -466,7 +466,8 @@ def purge_personal_data(
     Sessions lose the payer's e-mail, RUTs and account; notifications lose their raw body,
     their sender's address and every claim that is not in :data:`NON_PERSONAL_CLAIMS`.
     Amounts, statuses, tokens, outcomes, reasons and timestamps stay: the audit trail is
-    intact. Each batch is one transaction and marks its rows ``purged_at``, so a run can be
+    intact. Refunds stay whole (they are the books of money given back, and hold no payer
+    data). Each batch is one transaction and marks its rows ``purged_at``, so a run can be
     interrupted and run again.
     """
     cutoff = timezone.now() - older_than

@@ -43,6 +43,7 @@ SIGNALS: dict[str, Signal] = {
     Kind.PAYMENT_COMPLETED: signals.payment_completed,
     Kind.PAYMENT_FAILED: signals.payment_failed,
     Kind.SESSION_EXPIRED: signals.session_expired,
+    Kind.PAYMENT_DUPLICATED: signals.payment_duplicated,
 }
 
 #: Retries wait twice as long each time, up to this.
@@ -161,6 +162,14 @@ def record_many(
 def _kwargs(effect: OutboxEffect) -> dict[str, Any]:
     if effect.kind == Kind.SESSION_EXPIRED:
         return {"session": effect.session}
+    if effect.kind == Kind.PAYMENT_DUPLICATED:
+        # The extra payment's id is its result's (see django_etpay.duplicates).
+        notification = effect.notification
+        return {
+            "session": effect.session,
+            "notification": notification,
+            "payment_token": notification.payment_token if notification is not None else "",
+        }
     return {
         "session": effect.session,
         "notification": effect.notification,

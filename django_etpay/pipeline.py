@@ -24,7 +24,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from django_etpay import conf, outbox, tokens
+from django_etpay import conf, duplicates, outbox, tokens
 from django_etpay.client import get_client
 from django_etpay.dispatch import write_alias
 from django_etpay.exceptions import EtpayVerificationError
@@ -121,6 +121,9 @@ def _apply_verified(
             session.pk,
             decision.reason or "duplicate",
         )
+    # A second payment_token on a paid session: money the shop has to give back.
+    if duplicates.is_extra_payment(session, notification):
+        duplicates.record_duplicate(session, notification, notification.payment_token)
     logger.debug(
         "ETpay %s result for session %s changes nothing (%s)",
         channel,

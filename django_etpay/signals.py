@@ -32,3 +32,28 @@ session_expired = Signal()
 #: amount or order mismatch, malformed...).
 #: Provides: ``notification`` (stored, with its ``reason``) and ``reason``.
 notification_rejected = Signal()
+
+#: Sent once, after commit, when a paid session receives a verified success with another
+#: ``payment_token`` than the one that paid it: the payer paid twice, and the shop should give
+#: the extra money back (see :mod:`django_etpay.refunds`). Sent once per extra payment token,
+#: however often ETpay repeats that result. Delivered through the outbox, so receivers must be
+#: idempotent. Provides: ``session`` (the paid
+#: :class:`~django_etpay.models.PaymentSession`), ``notification`` (the
+#: :class:`~django_etpay.models.Notification` that carried the extra payment) and
+#: ``payment_token`` (ETpay's id of the extra payment).
+payment_duplicated = Signal()
+
+#: Sent once, after commit, when a refund is recorded
+#: (:func:`django_etpay.refunds.request_refund`). Provides: ``refund`` (the
+#: :class:`~django_etpay.models.Refund`, ``requested``) and ``session``.
+refund_requested = Signal()
+
+#: Sent once, after commit, when a refund is confirmed done
+#: (:func:`django_etpay.refunds.complete_refund`). Provides: ``refund`` (``completed``, with its
+#: ``reference``) and ``session``.
+refund_completed = Signal()
+
+#: Sent once, after commit, when a refund is marked failed
+#: (:func:`django_etpay.refunds.fail_refund`). Provides: ``refund`` (``failed``, with its
+#: ``failure_reason``) and ``session``.
+refund_failed = Signal()

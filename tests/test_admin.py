@@ -616,8 +616,8 @@ def test_session_page_query_count_is_fixed(
     sql = _queries(admin_client, url)
     _assert_bounded(sql)
     # Session and user lookup, the session, the ids of its latest notifications, those
-    # notifications, its effects.
-    assert len(sql) == 6, sql
+    # notifications, its effects, its extra payments, its refunds and their totals.
+    assert len(sql) == 9, sql
 
 
 def test_paginator_stops_counting_at_its_limit(

@@ -99,7 +99,7 @@ def test_every_system_check_is_documented() -> None:
 def test_every_signal_has_its_section_and_row() -> None:
     reference = page("signals.md")
     names = [name for name, value in vars(signals).items() if isinstance(value, Signal)]
-    assert len(names) == 5
+    assert len(names) == 9
     for name in names:
         assert f"## `{name}`" in reference, name
         assert f"| [`{name}`](#{name}) |" in reference, name
@@ -147,7 +147,7 @@ def test_screenshots_on_the_tag_pages_exist() -> None:
 # -- pages in two languages -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["quickstart.md", "going-live.md"])
+@pytest.mark.parametrize("name", ["quickstart.md", "going-live.md", "refunds.md"])
 def test_the_spanish_page_has_the_same_code(name: str) -> None:
     english, spanish = page(name), page(f"es/{name}")
     assert code_blocks(spanish) == code_blocks(english)
@@ -156,7 +156,7 @@ def test_the_spanish_page_has_the_same_code(name: str) -> None:
 
 
 def test_the_spanish_pages_are_in_spanish() -> None:
-    for name in ("quickstart.md", "going-live.md"):
+    for name in ("quickstart.md", "going-live.md", "refunds.md"):
         text = page(f"es/{name}")
         prose = _FENCE.sub("", text)
         assert len(re.findall(r"\b(el|la|los|las|que|para|con)\b", prose)) > 40, name

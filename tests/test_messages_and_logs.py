@@ -310,6 +310,14 @@ def test_duplicate_details_and_logs(logs: pytest.LogCaptureFixture, settings: An
             "ETpay %s result for session %s reports a second payment_token",
             ("webhook", pk),
         ),
+        # The extra payment is recorded once (django_etpay.duplicates).
+        (
+            "django_etpay",
+            "WARNING",
+            "ETpay session %s for order %s was paid more than once (another payment_token); "
+            "the extra payment is the shop's to give back",
+            (pk, session.merchant_order_id),
+        ),
         ("django_etpay", "DEBUG", nothing, ("webhook", pk, "not_applicable")),
         ("django_etpay", "DEBUG", nothing, ("webhook", pk, "not_applicable")),
         # A system error is first tried with the signature key, then with the session token.

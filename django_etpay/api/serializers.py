@@ -17,7 +17,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
-from django_etpay import money, validators
+from django_etpay import money, refunds, validators
 from django_etpay.models import PaymentSession
 from django_etpay.widgets import widget_config
 
@@ -125,6 +125,19 @@ class SessionCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
         return {key: item for key, item in value.items() if item not in ("", None)}
 
 
+class RefundedAmountField(serializers.IntegerField):
+    """The session's refunded amount (its completed refunds), read-only."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(read_only=True, source="*", min_value=0, **kwargs)
+
+    def to_representation(self, value: Any) -> int:
+        # Only a paid session can have refunds: the others, polled while pending, cost no query.
+        if value.status != PaymentSession.Status.PAID:
+            return 0
+        return refunds.refunded_amount(value)
+
+
 class SessionSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     """A session's status, as the API shows it to whoever may see it."""
 
@@ -140,6 +153,9 @@ class SessionSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     status_url = serializers.SerializerMethodField(
         help_text="This endpoint, for polling the status."
     )
+    refunded_amount = RefundedAmountField(
+        help_text="What was given back so far (completed refunds), in the session's currency."
+    )
 
     class Meta:
         model = PaymentSession
@@ -152,6 +168,7 @@ class SessionSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
             "order_amount",
             "currency",
             "amount_display",
+            "refunded_amount",
             "payment_url",
             "status_url",
             "created_at",

@@ -1,0 +1,96 @@
+"""Double payments: a paid session that receives a verified success of another payment.
+
+A payer may go through ETpay's funnel twice for one session (a second tab, a reload after the
+bank's page): ETpay then reports two successes with two ``payment_token`` values. The session
+stays paid by the first one; every further payment token is recorded here once, as an outbox
+effect of kind ``payment_duplicated`` linked to the result that carried it, so that
+:data:`~django_etpay.signals.payment_duplicated` reaches the shop once per extra payment after
+commit (and again after a crash, like the completion signals). The admin lists these sessions
+("paid more than once") and shows each extra payment on the session page.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+
+from django_etpay import outbox
+from django_etpay.dispatch import write_alias
+from django_etpay.models import Notification, OutboxEffect, PaymentSession
+
+logger = logging.getLogger("django_etpay")
+
+KIND = OutboxEffect.Kind.PAYMENT_DUPLICATED
+
+
+def is_extra_payment(session: PaymentSession, notification: Notification) -> bool:
+    """Whether ``notification`` is a verified success of another payment of the paid ``session``.
+
+    Only for results that passed verification and the cross-checks (rejected results never
+    reach this).
+    """
+    token = notification.payment_token
+    return (
+        session.status == PaymentSession.Status.PAID
+        and notification.outcome != Notification.Outcome.REJECTED
+        and notification.result == Notification.Result.SUCCESS
+        and bool(token)
+        and bool(session.payment_token)
+        and token != session.payment_token
+    )
+
+
+def extra_payments(session: PaymentSession) -> list[Notification]:
+    """The results that carried ``session``'s extra payments, first one first."""
+    return [
+        effect.notification
+        for effect in OutboxEffect.objects.filter(session_id=session.pk, kind=KIND)
+        .select_related("notification")
+        .order_by("created_at", "pk")
+        if effect.notification is not None
+    ]
+
+
+def record_duplicate(
+    session: PaymentSession, notification: Notification, payment_token: str
+) -> OutboxEffect | None:
+    """Record the extra payment ``payment_token`` of the paid ``session``, once.
+
+    Called by the result pipeline with the verified result's record (saved or not: a result
+    past the session's storage budget for repeats is saved here all the same, since it carries
+    money). The first time a payment token is seen, an outbox effect is written and
+    ``payment_duplicated`` is sent after commit; a repeat of the same payment finds that
+    effect and does nothing. The session's row lock orders concurrent deliveries of one extra
+    payment, so exactly one of them records it. Returns the new effect, or ``None`` for a
+    payment already recorded.
+    """
+    alias = write_alias()
+    with transaction.atomic(using=alias):
+        locked = (
+            PaymentSession.objects.using(alias)
+            .select_for_update()
+            .filter(pk=session.pk)
+            .order_by()
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if locked is None:
+            return None
+        known = (
+            OutboxEffect.objects.using(alias)
+            .filter(session_id=session.pk, kind=KIND, notification__payment_token=payment_token)
+            .exists()
+        )
+        if known:
+            return None
+        if not notification.pk:  # not stored by the pipeline (its repeat budget is used up)
+            notification.save(using=alias)
+        effect = outbox.record(KIND, session=session, notification=notification)
+    logger.warning(
+        "ETpay session %s for order %s was paid more than once (another payment_token); "
+        "the extra payment is the shop's to give back",
+        session.pk,
+        session.merchant_order_id,
+    )
+    return effect

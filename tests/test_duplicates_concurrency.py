@@ -1,0 +1,93 @@
+"""Double payments under concurrency, on real PostgreSQL: one extra payment, one signal.
+
+Twenty threads, each with its own database connection, deliver the same extra payment of a paid
+session at the same moment; then ten threads deliver ten different extra payments. The session's
+row lock orders them: ``payment_duplicated`` fires exactly once per extra payment token.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from django_etpay import services, signals
+from django_etpay.models import Notification, OutboxEffect
+from tests.factories import make_session, mint_jwt
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+THREADS = 20
+KIND = OutboxEffect.Kind.PAYMENT_DUPLICATED
+
+
+@pytest.fixture(autouse=True)
+def _postgres_only() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks need PostgreSQL; SQLite serialises writers differently")
+
+
+@pytest.fixture
+def heard() -> Iterator[list[str]]:
+    tokens: list[str] = []
+    lock = threading.Lock()
+
+    def receiver(sender: Any, payment_token: str, **kwargs: Any) -> None:
+        with lock:
+            tokens.append(payment_token)
+
+    signals.payment_duplicated.connect(receiver, weak=False, dispatch_uid="tests-dup-threads")
+    yield tokens
+    signals.payment_duplicated.disconnect(dispatch_uid="tests-dup-threads")
+
+
+def deliver_together(raws: list[str]) -> None:
+    barrier = threading.Barrier(len(raws))
+    errors: list[BaseException] = []
+
+    def worker(raw: str) -> None:
+        try:
+            connection.ensure_connection()
+            barrier.wait(timeout=30)
+            services.process_notification(raw, channel=Notification.Channel.WEBHOOK)
+        except BaseException as err:  # reported below
+            errors.append(err)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(raw,), daemon=True) for raw in raws]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads), "a delivery hung"
+    assert not errors, errors
+
+
+def test_the_same_extra_payment_delivered_at_once_fires_once(heard: list[str]) -> None:
+    session = make_session()
+    services.process_notification(
+        mint_jwt(session, payment_token="pay-first"), channel=Notification.Channel.WEBHOOK
+    )
+    raw = mint_jwt(session, payment_token="pay-second")
+
+    deliver_together([raw] * THREADS)
+
+    assert heard == ["pay-second"]
+    assert OutboxEffect.objects.filter(session=session, kind=KIND).count() == 1
+
+
+def test_different_extra_payments_at_once_fire_once_each(heard: list[str]) -> None:
+    session = make_session()
+    services.process_notification(
+        mint_jwt(session, payment_token="pay-first"), channel=Notification.Channel.WEBHOOK
+    )
+    extra = [f"pay-extra-{n}" for n in range(10)]
+
+    deliver_together([mint_jwt(session, payment_token=token) for token in extra for _ in (1, 2)])
+
+    assert sorted(heard) == sorted(extra)
+    assert OutboxEffect.objects.filter(session=session, kind=KIND).count() == 10
