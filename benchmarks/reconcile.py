@@ -8,8 +8,8 @@ exit), migrates it, and serves ETpay's status API locally with ``--latency`` sec
 (:mod:`benchmarks.latency_server`, in its own process; one session in ten paid, the rest
 unknown to ETpay). For each ``concurrency:count`` of ``--runs`` it adds ``count`` due sessions
 (pending past ``SESSION_TTL``), runs ``manage.py etpay_reconcile --concurrency N`` as a child
-process and reports its run time, its rate (the start-up of an empty run left out), the time 100,000 sessions would take at that
-rate, the limit the latency sets (``100,000 x latency / N``) and the child's peak resident
+process and reports its run time, its rate (the start-up of an empty run left out), the time
+100,000 sessions would take at that rate, the limit the latency sets (``100,000 x latency / N``) and the child's peak resident
 memory (``wait4`` rusage). ``--profile DIR`` runs each child under cProfile and writes
 ``reconcile-N.prof`` there (read with ``python -m pstats``).
 
@@ -79,7 +79,8 @@ def _start_api(latency: float) -> tuple[subprocess.Popen[str], str]:
 
 
 def _api_stats(server: subprocess.Popen[str]) -> dict[str, int]:
-    assert server.stdin is not None and server.stdout is not None
+    assert server.stdin is not None
+    assert server.stdout is not None
     server.stdin.write("stats\n")
     server.stdin.flush()
     stats: dict[str, int] = json.loads(server.stdout.readline())

@@ -295,8 +295,8 @@ def reconcile_due(
     run stays in the calling thread. ``max_per_second`` (default
     ``RECONCILE_MAX_PER_SECOND``; ``None``: no limit) caps the calls of all threads together
     (or pass a :class:`~django_etpay.pacing.Pacer` of your own). A 429 or a 5xx is asked
-    again up to ``retries`` (default ``RECONCILE_RETRIES``) times (see :func:`reconcile_one`). ``progress`` is called after
-    each session, from the thread that asked, one call at a time.
+    again up to ``retries`` (default ``RECONCILE_RETRIES``) times (see :func:`reconcile_one`).
+    ``progress`` is called after each session, from the thread that asked, one at a time.
     """
     summary = summary if summary is not None else ReconcileSummary()
     if concurrency is None:
