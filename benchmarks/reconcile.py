@@ -9,9 +9,11 @@ exit), migrates it, and serves ETpay's status API locally with ``--latency`` sec
 unknown to ETpay). For each ``concurrency:count`` of ``--runs`` it adds ``count`` due sessions
 (pending past ``SESSION_TTL``), runs ``manage.py etpay_reconcile --concurrency N`` as a child
 process and reports its run time, its rate (the start-up of an empty run left out), the time
-100,000 sessions would take at that rate, the limit the latency sets (``100,000 x latency / N``) and the child's peak resident
-memory (``wait4`` rusage). ``--profile DIR`` runs each child under cProfile and writes
-``reconcile-N.prof`` there (read with ``python -m pstats``).
+100,000 sessions would take at that rate, the limit the latency sets
+(``100,000 x latency / N``) and the child's peak resident memory (``wait4`` rusage).
+``--profile DIR`` runs each child under py-spy (every thread, CPU samples only), writes the
+collapsed stacks to ``reconcile-N.txt`` there and prints where the CPU went (database, HTTP,
+the app's own code).
 
 The counts are small enough for a two-core machine shared with other work; the 100,000
 figure is extrapolated from the rate, which holds as long as memory stays flat (it is
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -87,6 +90,46 @@ def _api_stats(server: subprocess.Popen[str]) -> dict[str, int]:
     return stats
 
 
+#: Where a CPU sample is counted, by the innermost frame's file (first match wins).
+_PLACES = (
+    ("database driver", ("psycopg",)),
+    ("Django ORM", ("django/db/",)),
+    ("HTTP client", ("requests/", "urllib3/", "http/client", "socket.py", "ssl.py")),
+    ("django_etpay", ("django_etpay/",)),
+    ("JSON, JWT, crypto", ("json/", "jwt/", "cryptography/", "hashlib", "hmac")),
+    ("threads and locks", ("threading.py", "queue.py", "concurrent/")),
+)
+
+
+def _where(profile: Path) -> str:
+    """Shares of the CPU samples of a py-spy raw profile, by where the innermost frame is,
+    and the share that has the database anywhere on the stack."""
+    totals: dict[str, int] = {}
+    on_db = 0
+    samples = 0
+    for line in profile.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():
+            continue
+        count = int(count_text)
+        samples += count
+        frames = stack.split(";")
+        leaf = frames[-1]
+        place = next(
+            (name for name, marks in _PLACES if any(mark in leaf for mark in marks)), "other"
+        )
+        totals[place] = totals.get(place, 0) + count
+        if any("django/db/" in frame or "psycopg" in frame for frame in frames):
+            on_db += count
+    if not samples:
+        return "none"
+    parts = [
+        f"{name} {count / samples:.0%}"
+        for name, count in sorted(totals.items(), key=lambda item: -item[1])
+    ]
+    return f"{', '.join(parts)}; database anywhere on the stack {on_db / samples:.0%}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--latency", type=float, default=0.05)
@@ -144,12 +187,16 @@ def main() -> int:
             concurrency, count = (int(part) for part in spec.split(":"))
             _add_due(f"r{tag}", count)
             before = _api_stats(server)["requests"]
-            command = [sys.executable]
+            command = []
+            profile = None
             if args.profile:
                 Path(args.profile).mkdir(parents=True, exist_ok=True)
-                out = Path(args.profile) / f"reconcile-{concurrency}.prof"
-                command += ["-m", "cProfile", "-o", str(out)]
+                profile = Path(args.profile) / f"reconcile-{concurrency}.txt"
+                spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+                command += [spy, "record", "--format", "raw", "--rate", "200"]
+                command += ["--threads", "--nonblocking", "-o", str(profile), "--"]
             command += [
+                sys.executable,
                 "-m",
                 "django",
                 "etpay_reconcile",
@@ -185,6 +232,8 @@ def main() -> int:
             rows.append(row)
             print(json.dumps(row), flush=True)
             print(f"  {output.strip()}", flush=True)
+            if profile is not None:
+                print(f"  CPU samples: {_where(profile)}", flush=True)
     finally:
         if server.stdin is not None:
             server.stdin.write("quit\n")
