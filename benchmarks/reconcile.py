@@ -1,7 +1,7 @@
 """Concurrent reconcile: ``etpay_reconcile --concurrency N`` against a status API with latency.
 
     python -m benchmarks.reconcile [--latency 0.05] [--runs 1:400,4:1600,16:5000,64:10000]
-        [--pool-size 64] [--profile DIR] [--json FILE]
+        [--pool-size 64] [--synchronous-commit off] [--profile DIR] [--json FILE]
 
 Starts a throw-away PostgreSQL server (``tests/postgres.py``; its data directory is deleted at
 exit), migrates it, and serves ETpay's status API locally with ``--latency`` seconds per call
@@ -11,9 +11,9 @@ unknown to ETpay). For each ``concurrency:count`` of ``--runs`` it adds ``count`
 process and reports its run time, its rate (the start-up of an empty run left out), the time
 100,000 sessions would take at that rate, the limit the latency sets
 (``100,000 x latency / N``) and the child's peak resident memory (``wait4`` rusage).
-``--profile DIR`` runs each child under py-spy (every thread, CPU samples only), writes the
-collapsed stacks to ``reconcile-N.txt`` there and prints where the CPU went (database, HTTP,
-the app's own code).
+``--profile DIR`` runs each child under py-spy (``pip install py-spy``; every thread),
+writes the collapsed stacks to ``reconcile-N.txt`` there and prints where the worker threads
+spent their time (in queries and waiting for PostgreSQL, in the call to ETpay).
 
 The counts are small enough for a two-core machine shared with other work; the 100,000
 figure is extrapolated from the rate, which holds as long as memory stays flat (it is
@@ -90,44 +90,32 @@ def _api_stats(server: subprocess.Popen[str]) -> dict[str, int]:
     return stats
 
 
-#: Where a CPU sample is counted, by the innermost frame's file (first match wins).
-_PLACES = (
-    ("database driver", ("psycopg",)),
-    ("Django ORM", ("django/db/",)),
-    ("HTTP client", ("requests/", "urllib3/", "http/client", "socket.py", "ssl.py")),
-    ("django_etpay", ("django_etpay/",)),
-    ("JSON, JWT, crypto", ("json/", "jwt/", "cryptography/", "hashlib", "hmac")),
-    ("threads and locks", ("threading.py", "queue.py", "concurrent/")),
-)
-
-
 def _where(profile: Path) -> str:
-    """Shares of the CPU samples of a py-spy raw profile, by where the innermost frame is,
-    and the share that has the database anywhere on the stack."""
-    totals: dict[str, int] = {}
-    on_db = 0
+    """Where the worker threads of a py-spy raw profile (``--threads``) spent their samples:
+    in a query (and, within it, waiting for PostgreSQL's reply), in the call to ETpay (and
+    waiting for its reply), elsewhere. Shares of every worker-thread sample, inclusive."""
+    places = {
+        "in a query": ("django/db/backends/utils.py",),
+        "waiting for PostgreSQL": ("Connection.wait (psycopg",),
+        "in the call to ETpay": ("EtpayClient._post",),
+        "waiting for ETpay's reply": ("SocketIO.readinto",),
+    }
+    totals = dict.fromkeys(places, 0)
     samples = 0
     for line in profile.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
-        if not count_text.isdigit():
+        frames = stack.split(";")
+        if not count_text.isdigit() or "etpay-reconcile" not in frames[0]:
             continue
         count = int(count_text)
         samples += count
-        frames = stack.split(";")
-        leaf = frames[-1]
-        place = next(
-            (name for name, marks in _PLACES if any(mark in leaf for mark in marks)), "other"
-        )
-        totals[place] = totals.get(place, 0) + count
-        if any("django/db/" in frame or "psycopg" in frame for frame in frames):
-            on_db += count
+        for name, marks in places.items():
+            if any(mark in frame for frame in frames for mark in marks):
+                totals[name] += count
     if not samples:
-        return "none"
-    parts = [
-        f"{name} {count / samples:.0%}"
-        for name, count in sorted(totals.items(), key=lambda item: -item[1])
-    ]
-    return f"{', '.join(parts)}; database anywhere on the stack {on_db / samples:.0%}"
+        return "no worker-thread samples"
+    parts = [f"{name} {count / samples:.0%}" for name, count in totals.items()]
+    return f"{samples} worker-thread samples: {', '.join(parts)}"
 
 
 def main() -> int:
@@ -137,9 +125,17 @@ def main() -> int:
     parser.add_argument("--pool-size", type=int, default=64, help='ETPAY["POOL_SIZE"]')
     parser.add_argument("--profile", help="write a cProfile of each run to this directory")
     parser.add_argument("--json", help="write the figures to this file")
+    parser.add_argument(
+        "--synchronous-commit",
+        choices=["on", "off"],
+        default="off",
+        help="PostgreSQL synchronous_commit for the app's connections (see README)",
+    )
     args = parser.parse_args()
 
     os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.settings"
+    # Read by benchmarks/settings.py, here and in the etpay_reconcile children.
+    os.environ["ETPAY_BENCH_SYNCHRONOUS_COMMIT"] = args.synchronous_commit
     os.environ.pop("ETPAY_TEST_DB", None)
     from tests.postgres import database_settings
 
@@ -162,6 +158,7 @@ def main() -> int:
     }
     print(
         f"latency {args.latency * 1000:.0f} ms per status query, POOL_SIZE {args.pool_size},"
+        f" synchronous_commit {args.synchronous_commit},"
         f" {os.cpu_count()} cores, load average"
         f" {' '.join(f'{x:.2f}' for x in os.getloadavg())} at start",
         flush=True,
@@ -193,7 +190,7 @@ def main() -> int:
                 Path(args.profile).mkdir(parents=True, exist_ok=True)
                 profile = Path(args.profile) / f"reconcile-{concurrency}.txt"
                 spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-                command += [spy, "record", "--format", "raw", "--rate", "200"]
+                command += [spy, "record", "--format", "raw", "--rate", "50"]
                 command += ["--threads", "--nonblocking", "-o", str(profile), "--"]
             command += [
                 sys.executable,
@@ -233,7 +230,7 @@ def main() -> int:
             print(json.dumps(row), flush=True)
             print(f"  {output.strip()}", flush=True)
             if profile is not None:
-                print(f"  CPU samples: {_where(profile)}", flush=True)
+                print(f"  profile: {_where(profile)}", flush=True)
     finally:
         if server.stdin is not None:
             server.stdin.write("quit\n")
