@@ -199,23 +199,23 @@ def reconcile_one(
             notifications = reconcile_session(session)
             break
         except (EtpayAPIError, EtpayConfigurationError) as err:
-            retryable = isinstance(err, EtpayHTTPError) and should_retry(err)
+            http_error = err if isinstance(err, EtpayHTTPError) else None
             delay = None
-            if retryable and attempt < retries and isinstance(err, EtpayHTTPError):
-                delay = backoff_delay(attempt, err.retry_after)
-            if delay is None or not isinstance(err, EtpayHTTPError):
+            if http_error is not None and should_retry(http_error) and attempt < retries:
+                delay = backoff_delay(attempt, http_error.retry_after)
+            if http_error is None or delay is None:
                 logger.warning("Status query for ETpay session %s failed: %s", session.pk, err)
                 return Outcome.ERROR, f"{session.pk}: {err}"
             logger.info(
                 "ETpay answered HTTP %s for session %s; asking again in %.1f s",
-                err.status_code,
+                http_error.status_code,
                 session.pk,
                 delay,
             )
             attempt += 1
             if pacer is None:
                 time.sleep(delay)
-            elif err.status_code == 429:
+            elif http_error.status_code == 429:
                 pacer.pause(delay)  # the next acquire() waits, with every other thread
             else:
                 pacer.sleep(delay)

@@ -430,9 +430,7 @@ def test_two_concurrent_runs_transition_each_session_once(
     assert failures == []
     paid = PaymentSession.objects.filter(pk__in=pks, status=Status.PAID)
     assert paid.count() == 15
-    accepted = Notification.objects.filter(
-        session__in=paid, outcome=Notification.Outcome.ACCEPTED
-    )
+    accepted = Notification.objects.filter(session__in=paid, outcome=Notification.Outcome.ACCEPTED)
     assert sorted(accepted.values_list("session_id", flat=True)) == sorted(
         paid.values_list("pk", flat=True)
     )
