@@ -118,6 +118,37 @@ def _where(profile: Path) -> str:
     return f"{samples} worker-thread samples: {', '.join(parts)}"
 
 
+def _floor_child(concurrency: int, count: int) -> None:
+    """The floor: ``count`` status queries from ``concurrency`` threads through the shared
+    client, no database (what the machine and the latency allow the HTTP calls alone)."""
+    import threading
+
+    import django
+
+    django.setup()
+    from django_etpay.client import get_client
+
+    client = get_client()
+    numbers = iter(range(count))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                number = next(numbers, None)
+            if number is None:
+                return
+            client.check_payment_status(session_token=f"floor-{number}")
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    print(json.dumps({"seconds": time.monotonic() - started}))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--latency", type=float, default=0.05)
@@ -126,12 +157,21 @@ def main() -> int:
     parser.add_argument("--profile", help="write a cProfile of each run to this directory")
     parser.add_argument("--json", help="write the figures to this file")
     parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also time the same number of status queries alone (no database) at each N",
+    )
+    parser.add_argument("--floor-child", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
         "--synchronous-commit",
         choices=["on", "off"],
         default="off",
         help="PostgreSQL synchronous_commit for the app's connections (see README)",
     )
     args = parser.parse_args()
+    if args.floor_child:
+        _floor_child(*args.floor_child)
+        return 0
 
     os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.settings"
     # Read by benchmarks/settings.py, here and in the etpay_reconcile children.
@@ -226,6 +266,24 @@ def main() -> int:
                 "calls": calls,
                 "exit": os.waitstatus_to_exitcode(status),
             }
+            if args.floor:
+                floor = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "benchmarks.reconcile",
+                        "--floor-child",
+                        str(concurrency),
+                        str(count),
+                    ],
+                    env=env,
+                    cwd=ROOT,
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                floor_s = json.loads(floor.stdout.strip().splitlines()[-1])["seconds"]
+                row["floor_per_second"] = round(count / floor_s, 1)
             rows.append(row)
             print(json.dumps(row), flush=True)
             print(f"  {output.strip()}", flush=True)
@@ -239,15 +297,16 @@ def main() -> int:
     print()
     print(
         "| concurrency | sessions | run time | sessions/s | 100,000 at that rate |"
-        " latency limit | share of limit | peak RSS | CPU |"
+        " latency limit | share of limit | peak RSS | CPU | calls alone/s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(
             f"| {row['concurrency']} | {row['sessions']:,} | {row['seconds']:.0f} s |"
             f" {row['per_second']:.0f} | {row['extrapolated_100k_s']:,} s |"
             f" {row['latency_limit_100k_s']:,} s | {row['share_of_limit'] * 100:.0f} % |"
             f" {row['peak_rss_mb']:.0f} MB | {row['cpu_s']:.0f} s |"
+            f" {row.get('floor_per_second', '-')} |"
         )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
