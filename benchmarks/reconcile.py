@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -219,10 +220,12 @@ def main() -> int:
     start_s = min(startup)
     print(f"start-up of an empty run: {start_s:.2f} s (best of 3), left out of the rates")
     rows: list[dict[str, Any]] = []
+    # Tokens are unique: a run on a database that earlier runs used gets tokens of its own.
+    run_tag = secrets.token_hex(3)
     try:
         for tag, spec in enumerate(args.runs.split(",")):
             concurrency, count = (int(part) for part in spec.split(":"))
-            _add_due(f"r{tag}", count)
+            _add_due(f"{run_tag}r{tag}", count)
             before = _api_stats(server)["requests"]
             command = []
             profile = None
