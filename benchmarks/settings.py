@@ -19,6 +19,8 @@ DATABASES["default"]["CONN_MAX_AGE"] = 60  # noqa: F405
 ETPAY = {
     **ETPAY,  # noqa: F405
     "API_URL": os.environ.get("ETPAY_BENCH_API_URL", ETPAY["API_URL"]),  # noqa: F405
+    # benchmarks/reconcile.py: at least the reconcile concurrency it runs with.
+    "POOL_SIZE": int(os.environ.get("ETPAY_BENCH_POOL_SIZE", "10")),
     "MERCHANTS": {
         "outlet": {
             "MERCHANT_CODE": "cl_outlet",

@@ -15,6 +15,7 @@ reuse kept-alive connections; it is rebuilt when ``ETPAY`` changes and never cro
 from __future__ import annotations
 
 import atexit
+import email.utils
 import json
 import logging
 import os
@@ -198,7 +199,7 @@ class EtpayClient:
             attempt = 0
             while True:
                 try:
-                    status, content = self._send(path, data, limits)
+                    status, content, retry_after = self._send(path, data, limits)
                     break
                 except requests.RequestException as err:
                     # Sent again only if nothing was written: a repeated session/initialize
@@ -216,11 +217,12 @@ class EtpayClient:
         logger.info(
             "ETpay %s answered %s in %.0f ms (%d bytes)", path, status, elapsed_ms, len(content)
         )
-        return self._decode(path, status, content)
+        return self._decode(path, status, content, retry_after=retry_after)
 
     @sensitive_variables("data")
-    def _send(self, path: str, data: bytes, limits: CallLimits) -> tuple[int, bytes]:
-        """One attempt: the status and the body, read in chunks within the limits."""
+    def _send(self, path: str, data: bytes, limits: CallLimits) -> tuple[int, bytes, float | None]:
+        """One attempt: the status, the body (read in chunks within the limits) and the
+        seconds of its ``Retry-After`` header (``None`` without a usable one)."""
         left = max(limits.left(), 0.001)  # urllib3 refuses a timeout of 0
         response = self.session.post(
             f"{self.merchant.api_url}{path}",
@@ -232,6 +234,7 @@ class EtpayClient:
         )
         with response:
             cap, status = self.max_response_bytes, response.status_code
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > cap:
                 raise _too_large(status, cap)
@@ -246,7 +249,7 @@ class EtpayClient:
                 if limits.left() <= 0:
                     raise _DeadlinePassed
                 chunks.append(chunk)
-        return status, b"".join(chunks)
+        return status, b"".join(chunks), retry_after
 
     def _map_exception(
         self, err: requests.RequestException, limits: CallLimits, path: str
@@ -276,7 +279,9 @@ class EtpayClient:
             message = f"Request to ETpay {path} failed ({type(err).__name__})."
         return EtpayConnectionError(message, outcome_unknown=True)
 
-    def _decode(self, path: str, status_code: int, content: bytes) -> Any:
+    def _decode(
+        self, path: str, status_code: int, content: bytes, *, retry_after: float | None = None
+    ) -> Any:
         try:
             payload: Any = json.loads(content.decode("utf-8")) if content else None
         except ValueError:  # UnicodeDecodeError included
@@ -292,6 +297,7 @@ class EtpayClient:
                 etpay_message=etpay_message,
                 # A 5xx (or an unexpected redirect) does not say whether ETpay acted.
                 outcome_unknown=not 400 <= status_code < 500,
+                retry_after=retry_after,
             )
         if payload is None:
             message = f"ETpay {path} answered HTTP {status_code} with a body that is not JSON."
@@ -317,6 +323,31 @@ def _verify_setting() -> str | bool:
             'ETPAY["CA_BUNDLE"] must be the path of a CA bundle file or directory that exists.'
         )
     return os.fspath(bundle)
+
+
+#: The longest wait a ``Retry-After`` header is taken at (a day): a larger one is capped.
+MAX_RETRY_AFTER = 86400.0
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date.
+
+    ``None`` when absent or unreadable; never negative, at most :data:`MAX_RETRY_AFTER`.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def _printable_text(value: object) -> bool:

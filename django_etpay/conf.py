@@ -92,6 +92,16 @@ DEFAULTS: dict[str, Any] = {
     # otherwise be queried every RECONCILE_INTERVAL forever); they stay visible in the admin's
     # "needs attention" filter. None asks about sessions of any age.
     "RECONCILE_MAX_AGE": timedelta(days=30),
+    # Threads etpay_reconcile (and the reconcile task) ask ETpay with at once. 1 keeps the run
+    # in one thread and one database connection; raise it to get through a backlog (see
+    # docs/operations.md: about 16 after a webhook outage), with POOL_SIZE at least as large.
+    "RECONCILE_CONCURRENCY": 1,
+    # Status queries per second etpay_reconcile sends, all threads together; None: no limit
+    # but the concurrency (ETpay publishes no rate limit; its 429s are backed off from).
+    "RECONCILE_MAX_PER_SECOND": None,
+    # Times etpay_reconcile asks again about a session when ETpay answered 429 or a 5xx, after
+    # an exponential backoff (0.5 s, 1 s, 2 s, ... at most 30 s) or ETpay's Retry-After.
+    "RECONCILE_RETRIES": 3,
     # A completion effect (payment_completed, payment_failed, session_expired) whose receivers
     # have not all finished this long after its delivery started is delivered again by
     # etpay_reconcile. Longer than your slowest receiver, so that a slow receiver is not

@@ -77,7 +77,9 @@ class EtpayConnectionError(EtpayAPIError):
 class EtpayHTTPError(EtpayAPIError):
     """ETpay answered with an HTTP error status.
 
-    ``etpay_message`` is the ``message`` field of ETpay's JSON error body, when it sent one.
+    ``etpay_message`` is the ``message`` field of ETpay's JSON error body, when it sent one;
+    ``retry_after`` the seconds its ``Retry-After`` header asked to wait (a 429 or a 503),
+    ``None`` without one.
     """
 
     code = "http_error"
@@ -89,9 +91,11 @@ class EtpayHTTPError(EtpayAPIError):
         status_code: int,
         etpay_message: str | None = None,
         outcome_unknown: bool = False,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message, status_code=status_code, outcome_unknown=outcome_unknown)
         self.etpay_message = etpay_message
+        self.retry_after = retry_after
 
 
 class EtpayResponseError(EtpayAPIError):

@@ -13,12 +13,16 @@ each job is its own section (reconcile, expire, purge).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_duration as django_parse_duration
@@ -27,8 +31,9 @@ from django.utils.translation import ngettext
 
 from django_etpay import conf, outbox
 from django_etpay.dispatch import write_alias
-from django_etpay.exceptions import EtpayAPIError, EtpayConfigurationError
+from django_etpay.exceptions import EtpayAPIError, EtpayConfigurationError, EtpayHTTPError
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
+from django_etpay.pacing import Pacer, backoff_delay, should_retry
 from django_etpay.pipeline import reconcile_session
 
 logger = logging.getLogger("django_etpay")
@@ -175,17 +180,48 @@ def classify(notifications: Iterable[Notification]) -> str:
     return Outcome.UNCHANGED
 
 
-def reconcile_one(session: PaymentSession) -> tuple[str, str]:
+def reconcile_one(
+    session: PaymentSession,
+    *,
+    retries: int = 0,
+    pacer: Pacer | None = None,
+) -> tuple[str, str]:
     """Ask ETpay about one session, apply the answer; return ``(outcome, error message)``.
 
     ``last_checked_at`` is stamped when ETpay answered, so the batch job leaves the session
     alone for ``RECONCILE_INTERVAL``; a failed call is not stamped and is retried next run.
+    ``pacer`` (shared by the threads of a run) spaces the calls; a ``429`` or a 5xx is asked
+    again up to ``retries`` times, after an exponential backoff or ETpay's ``Retry-After`` (a
+    429 pauses every thread of the run), and counted as failed once they are used up.
     """
-    try:
-        notifications = reconcile_session(session)
-    except (EtpayAPIError, EtpayConfigurationError) as err:
-        logger.warning("Status query for ETpay session %s failed: %s", session.pk, err)
-        return Outcome.ERROR, f"{session.pk}: {err}"
+    attempt = 0
+    while True:
+        if pacer is not None:
+            pacer.acquire()
+        try:
+            notifications = reconcile_session(session)
+            break
+        except (EtpayAPIError, EtpayConfigurationError) as err:
+            http_error = err if isinstance(err, EtpayHTTPError) else None
+            delay = None
+            if http_error is not None and should_retry(http_error) and attempt < retries:
+                delay = backoff_delay(attempt, http_error.retry_after)
+            if http_error is None or delay is None:
+                logger.warning("Status query for ETpay session %s failed: %s", session.pk, err)
+                return Outcome.ERROR, f"{session.pk}: {err}"
+            logger.info(
+                "ETpay answered HTTP %s for session %s; asking again in %.1f s",
+                http_error.status_code,
+                session.pk,
+                delay,
+            )
+            attempt += 1
+            if pacer is None:
+                time.sleep(delay)
+            elif http_error.status_code == 429:
+                pacer.pause(delay)  # the next acquire() waits, with every other thread
+            else:
+                pacer.sleep(delay)
     PaymentSession.objects.using(write_alias()).filter(pk=session.pk).update(
         last_checked_at=timezone.now()
     )
@@ -242,6 +278,10 @@ def reconcile_due(
     deliver_effects: bool = True,
     summary: ReconcileSummary | None = None,
     progress: Callable[[ReconcileSummary], None] | None = None,
+    concurrency: int | None = None,
+    max_per_second: float | None = None,
+    retries: int | None = None,
+    pacer: Pacer | None = None,
 ) -> ReconcileSummary:
     """Deliver overdue outbox effects, then reconcile every due session, in batches.
 
@@ -250,34 +290,167 @@ def reconcile_due(
     Pass ``summary`` to keep the counts of an interrupted run. The run stops early after
     ``max_consecutive_errors`` failed calls in a row (ETpay is down: no use asking for every
     session); the summary says so.
+
+    ``concurrency`` (default ``RECONCILE_CONCURRENCY``) threads ask ETpay at once, each with
+    its own database connection, closed when it is done; the due sessions are read in
+    batches of ``batch_size`` (keyset pagination) and handed over through a queue of at most
+    twice ``concurrency`` sessions, so memory does not grow with the number due. At 1 the
+    run stays in the calling thread. ``max_per_second`` (default
+    ``RECONCILE_MAX_PER_SECOND``; ``None``: no limit) caps the calls of all threads together
+    (or pass a :class:`~django_etpay.pacing.Pacer` of your own). A 429 or a 5xx is asked
+    again up to ``retries`` (default ``RECONCILE_RETRIES``) times (see :func:`reconcile_one`).
+    ``progress`` is called after each session, from the thread that asked, one at a time.
     """
     summary = summary if summary is not None else ReconcileSummary()
+    if concurrency is None:
+        concurrency = int(conf.get_setting("RECONCILE_CONCURRENCY"))
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1.")
+    if max_per_second is None:
+        max_per_second = conf.get_setting("RECONCILE_MAX_PER_SECOND")
+    if retries is None:
+        retries = int(conf.get_setting("RECONCILE_RETRIES"))
+    if pacer is None:
+        pacer = Pacer(float(max_per_second) if max_per_second else None)
+    if concurrency > int(conf.get_setting("POOL_SIZE")):
+        logger.warning(
+            'etpay reconcile: concurrency %d is above ETPAY["POOL_SIZE"] (%s): the connections '
+            "beyond it are opened and closed for every call",
+            concurrency,
+            conf.get_setting("POOL_SIZE"),
+        )
     if deliver_effects:
         summary.effects = outbox.deliver_due()
     queryset = due_sessions(older_than=older_than, max_age=max_age, merchant=merchant)
-    last_pk = 0
-    errors_in_a_row = 0
-    while limit is None or summary.checked < limit:
-        size = batch_size if limit is None else min(batch_size, limit - summary.checked)
-        batch = list(queryset.filter(pk__gt=last_pk).order_by("pk")[:size])
-        if not batch:
-            break
-        for session in batch:
-            last_pk = session.pk
-            outcome, error = reconcile_one(session)
-            summary.add(outcome, error)
-            errors_in_a_row = errors_in_a_row + 1 if outcome == Outcome.ERROR else 0
-            if progress is not None:
-                progress(summary)
-            if max_consecutive_errors and errors_in_a_row >= max_consecutive_errors:
-                summary.stopped = _(
+    run = _ReconcileRun(summary, progress=progress, max_consecutive_errors=max_consecutive_errors)
+    sessions = _stream_due(queryset, batch_size=batch_size, limit=limit, stop=run.stopped)
+
+    def ask(session: PaymentSession) -> None:
+        run.record(*reconcile_one(session, retries=retries, pacer=pacer))
+
+    if concurrency == 1:
+        for session in sessions:
+            ask(session)
+    else:
+        _in_threads(sessions, ask, concurrency=concurrency, stop=run.stopped)
+    if not summary.stopped:
+        logger.info("etpay reconcile: %s", summary.describe())
+    return summary
+
+
+class _ReconcileRun:
+    """The counts of one run, updated by its threads one at a time, and whether to stop."""
+
+    def __init__(
+        self,
+        summary: ReconcileSummary,
+        *,
+        progress: Callable[[ReconcileSummary], None] | None,
+        max_consecutive_errors: int,
+    ) -> None:
+        self.summary = summary
+        self.progress = progress
+        self.max_consecutive_errors = max_consecutive_errors
+        self.errors_in_a_row = 0
+        self.stopped = threading.Event()
+        self._lock = threading.Lock()
+
+    def record(self, outcome: str, error: str) -> None:
+        with self._lock:
+            self.summary.add(outcome, error)
+            if self.stopped.is_set():
+                return  # already in flight when the run stopped: counted, nothing more
+            self.errors_in_a_row = self.errors_in_a_row + 1 if outcome == Outcome.ERROR else 0
+            if self.progress is not None:
+                self.progress(self.summary)
+            limit = self.max_consecutive_errors
+            if limit and self.errors_in_a_row >= limit and not self.stopped.is_set():
+                self.summary.stopped = _(
                     "Stopped after %(count)d failed calls in a row; the rest is left for the "
                     "next run."
-                ) % {"count": errors_in_a_row}
-                logger.error("etpay reconcile stopped: %d failed calls in a row", errors_in_a_row)
-                return summary
-    logger.info("etpay reconcile: %s", summary.describe())
-    return summary
+                ) % {"count": self.errors_in_a_row}
+                logger.error(
+                    "etpay reconcile stopped: %d failed calls in a row", self.errors_in_a_row
+                )
+                self.stopped.set()
+
+
+def _stream_due(
+    queryset: QuerySet[PaymentSession],
+    *,
+    batch_size: int,
+    limit: int | None,
+    stop: threading.Event,
+) -> Iterator[PaymentSession]:
+    """The due sessions in primary-key order, read ``batch_size`` at a time (keyset
+    pagination: each batch starts after the last key of the one before, so no read holds
+    more than a batch and none is slowed by an offset)."""
+    last_pk = 0
+    handed = 0
+    while not stop.is_set() and (limit is None or handed < limit):
+        size = batch_size if limit is None else min(batch_size, limit - handed)
+        batch = list(queryset.filter(pk__gt=last_pk).order_by("pk")[:size])
+        if not batch:
+            return
+        last_pk = batch[-1].pk
+        for session in batch:
+            if stop.is_set():
+                return
+            handed += 1
+            yield session
+
+
+_DONE = object()
+
+
+def _in_threads(
+    items: Iterable[PaymentSession],
+    work: Callable[[PaymentSession], None],
+    *,
+    concurrency: int,
+    stop: threading.Event,
+) -> None:
+    """Run ``work`` on every item with ``concurrency`` threads, at most that many at once.
+
+    The calling thread reads the items and puts them on a queue of ``2 * concurrency``; it
+    blocks while the queue is full, so no more than that waits in memory. Each thread takes
+    items until it gets the end marker, then closes its database connections (a thread's
+    connections are its own: nobody else would close them). Once ``stop`` is set, queued
+    items are dropped unprocessed. An exception in ``work`` stops the run and is raised here.
+    """
+    work_queue: queue.Queue[Any] = queue.Queue(maxsize=2 * concurrency)
+    failures: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            while (item := work_queue.get()) is not _DONE:
+                if stop.is_set():
+                    continue
+                try:
+                    work(item)
+                except BaseException as err:
+                    failures.append(err)
+                    stop.set()
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="etpay-reconcile") as pool:
+        futures = [pool.submit(worker) for _ in range(concurrency)]
+        try:
+            for item in items:
+                if stop.is_set():
+                    break
+                work_queue.put(item)
+        except BaseException:
+            stop.set()  # KeyboardInterrupt in the reading thread: let the workers drain
+            raise
+        finally:
+            for _ in futures:
+                work_queue.put(_DONE)
+    for future in futures:
+        future.result()
+    if failures:
+        raise failures[0]
 
 
 # -- expire -----------------------------------------------------------------------------------

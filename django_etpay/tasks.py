@@ -45,19 +45,24 @@ def reconcile(
     merchant: str | None = None,
     limit: int | None = None,
     max_age_seconds: float | None = None,
+    concurrency: int | None = None,
+    max_per_second: float | None = None,
 ) -> dict[str, Any]:
     """``etpay_reconcile`` as a task: re-deliver overdue effects, reconcile due sessions.
 
     ``older_than_seconds`` overrides ``SESSION_TTL`` and ``max_age_seconds``
     ``RECONCILE_MAX_AGE`` (task arguments must be JSON, so no ``timedelta``); ``merchant``
     restricts to one alias; ``limit`` caps the sessions asked about in this run (the next run
-    continues). Returns the summary's counts.
+    continues); ``concurrency`` and ``max_per_second`` override ``RECONCILE_CONCURRENCY`` and
+    ``RECONCILE_MAX_PER_SECOND``. Returns the summary's counts.
     """
     summary = operations.reconcile_due(
         older_than=_seconds(older_than_seconds),
         max_age=_seconds(max_age_seconds),
         merchant=merchant,
         limit=limit,
+        concurrency=concurrency,
+        max_per_second=max_per_second,
     )
     return summary.as_dict()
 

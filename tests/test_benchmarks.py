@@ -88,3 +88,57 @@ def test_the_benchmark_command_runs_end_to_end(tmp_path: Path) -> None:
     assert "| notification view / floor (requests/s) |" in completed.stdout
     assert "handshakes per call 1.000 (SDK pattern)" in completed.stdout
     assert results.exists()
+
+
+def test_reconcile_profile_summary_counts_worker_threads_only(tmp_path: Path) -> None:
+    from benchmarks.reconcile import _where
+
+    worker = "thread (2): etpay-reconcile_0;reconcile_one (django_etpay/operations.py:1)"
+    query = "CursorWrapper.execute (django/db/backends/utils.py:2)"
+    wait = "Connection.wait (psycopg/connection.py:3)"
+    post = "EtpayClient._post (django_etpay/client.py:4)"
+    read = "SocketIO.readinto (socket.py:5)"
+    profile = tmp_path / "reconcile-4.txt"
+    profile.write_text(
+        "\n".join(
+            [
+                f"{worker};{query};{wait} 6",
+                f"{worker};{post};{read} 3",
+                f"{worker} 1",
+                "thread (1): MainThread;main (benchmarks/reconcile.py:6) 90",  # left out
+            ]
+        )
+    )
+
+    summary = _where(profile)
+
+    assert summary.startswith("10 worker-thread samples")
+    assert "in a query 60%, waiting for PostgreSQL 60%" in summary
+    assert "in the call to ETpay 30%, waiting for ETpay's reply 30%" in summary
+
+
+@pytest.mark.heavy
+def test_the_reconcile_benchmark_runs_end_to_end(tmp_path: Path) -> None:
+    database = settings.DATABASES["default"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    if database["ENGINE"].endswith("postgresql"):
+        env.update(ETPAY_TEST_PGHOST=database["HOST"], ETPAY_TEST_PGPORT=str(database["PORT"]))
+    results = tmp_path / "reconcile.json"
+
+    completed = subprocess.run(  # noqa: S603 - fixed argv
+        [
+            sys.executable, "-m", "benchmarks.reconcile", "--latency", "0.001",
+            "--runs", "1:3,4:8", "--floor", "--json", str(results),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert "| concurrency | sessions | run time |" in completed.stdout
+    assert "Checked 8 sessions with ETpay" in completed.stdout
+    assert results.exists()

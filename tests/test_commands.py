@@ -90,7 +90,9 @@ def test_reconcile_summarises_every_outcome(
     etpay: FakeEtpay,
     receivers: dict[str, mock.MagicMock],
     django_capture_on_commit_callbacks: Any,
+    settings: Any,
 ) -> None:
+    settings.ETPAY = {**settings.ETPAY, "RECONCILE_RETRIES": 0}  # the 503 is asked once
     paid = due_session()
     failed = due_session()
     unknown = due_session()
@@ -226,7 +228,8 @@ def test_reconcile_older_than_and_limit(etpay: FakeEtpay) -> None:
     assert sorted(etpay.asked) == sorted([recent.token, *(s.token for s in others)])
 
 
-def test_reconcile_stops_when_etpay_keeps_failing(etpay: FakeEtpay) -> None:
+def test_reconcile_stops_when_etpay_keeps_failing(etpay: FakeEtpay, settings: Any) -> None:
+    settings.ETPAY = {**settings.ETPAY, "RECONCILE_RETRIES": 0}  # each 503 is asked once
     sessions = [due_session() for _ in range(6)]
     etpay.answers = {s.token: 503 for s in sessions}
     out = io.StringIO()

@@ -59,6 +59,24 @@ def test_reconcile_task_arguments(mocked_responses: responses_lib.RequestsMock) 
     assert succeeded(tasks.reconcile.enqueue(older_than_seconds=600, limit=5))["checked"] == 1
 
 
+def test_reconcile_task_concurrency_and_rate(
+    mocked_responses: responses_lib.RequestsMock,
+) -> None:
+    from unittest import mock
+
+    from django_etpay import operations
+
+    sessions = [make_session() for _ in range(3)]
+    PaymentSession.objects.filter(pk__in=[s.pk for s in sessions]).update(
+        created_at=timezone.now() - timedelta(hours=2)
+    )
+    mocked_responses.post(STATUS_URL, json=[])
+    with mock.patch.object(operations, "_in_threads", wraps=operations._in_threads) as threads:
+        value = succeeded(tasks.reconcile.enqueue(concurrency=2, max_per_second=1000))
+    assert value["checked"] == value["unknown"] == 3
+    assert threads.call_args.kwargs["concurrency"] == 2
+
+
 def test_expire_task() -> None:
     session = make_session()
     PaymentSession.objects.filter(pk=session.pk).update(

@@ -3,7 +3,8 @@
 Run it every few minutes (cron, Celery beat, or the reconcile task on your worker). It first
 delivers again the completion effects whose receivers never finished (a worker died between
 commit and receiver), then queries ETpay's status API for every session that is ``pending``
-past ``SESSION_TTL`` or flagged ``needs_reconciliation``, in batches.
+past ``SESSION_TTL`` or flagged ``needs_reconciliation``, in batches, with ``--concurrency``
+threads at once and at most ``--max-per-second`` queries per second.
 """
 
 from __future__ import annotations
@@ -48,6 +49,18 @@ class Command(BaseCommand):
             help="stop after this many failed calls in a row (0: never stop)",
         )
         parser.add_argument(
+            "--concurrency",
+            type=int,
+            help="status queries in flight at once, one thread each (default "
+            "RECONCILE_CONCURRENCY)",
+        )
+        parser.add_argument(
+            "--max-per-second",
+            type=float,
+            help="status queries per second, all threads together (default "
+            "RECONCILE_MAX_PER_SECOND: no limit)",
+        )
+        parser.add_argument(
             "--no-effects", action="store_true", help="do not re-deliver overdue effects"
         )
         parser.add_argument(
@@ -62,6 +75,10 @@ class Command(BaseCommand):
             raise CommandError(f'Unknown merchant alias {merchant!r}: see ETPAY["MERCHANTS"].')
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1.")
+        if options["concurrency"] is not None and options["concurrency"] < 1:
+            raise CommandError("--concurrency must be at least 1.")
+        if options["max_per_second"] is not None and options["max_per_second"] <= 0:
+            raise CommandError("--max-per-second must be above 0.")
         due = operations.due_sessions(
             older_than=options["older_than"], max_age=options["max_age"], merchant=merchant
         )
@@ -87,6 +104,8 @@ class Command(BaseCommand):
                 deliver_effects=not options["no_effects"],
                 summary=summary,
                 progress=progress,
+                concurrency=options["concurrency"],
+                max_per_second=options["max_per_second"],
             )
         except KeyboardInterrupt:
             self.stdout.write("")
