@@ -409,23 +409,23 @@ def result_counts(sessions: Iterable[PaymentSession]) -> list[dict[str, Any]]:
     """How the results of ``sessions`` arrived: one row per channel, with per-outcome counts.
 
     ``[{"channel": "webhook", "label": ..., "accepted": 3, "duplicate": 1, "rejected": 0,
-    "total": 4}, ...]``, every channel listed (zeros included). One grouped ``COUNT`` on the
-    indexed ``session`` column, over the given sessions only (the admin passes one page's).
+    "total": 4}, ...]``, every channel listed (zeros included); ``[]`` for no session. One
+    grouped ``COUNT`` on the indexed ``session`` column, over the given sessions only (the
+    admin passes one page's).
     """
     from django_etpay.models import Notification
 
     sessions = list(sessions)
-    counts: dict[tuple[str, str], int] = {}
-    if sessions:
-        alias = sessions[0]._state.db
-        rows = (
-            Notification.objects.using(alias)
-            .filter(session__in=[session.pk for session in sessions])
-            .order_by()
-            .values("channel", "outcome")
-            .annotate(n=Count("pk"))
-        )
-        counts = {(row["channel"], row["outcome"]): row["n"] for row in rows}
+    if not sessions:
+        return []
+    rows = (
+        Notification.objects.using(sessions[0]._state.db)
+        .filter(session__in=[session.pk for session in sessions])
+        .order_by()
+        .values("channel", "outcome")
+        .annotate(n=Count("pk"))
+    )
+    counts = {(row["channel"], row["outcome"]): row["n"] for row in rows}
     table = []
     for channel, label in Notification.Channel.choices:
         row: dict[str, Any] = {"channel": channel, "label": label}
