@@ -28,11 +28,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -400,6 +402,32 @@ def sessions_changed(sessions: Iterable[PaymentSession], *, before: str, cause: 
     """:func:`state_changed` for each of ``sessions``."""
     for session in sessions:
         state_changed(session, before=before, cause=cause)
+
+
+# -- a formatter ---------------------------------------------------------------------------------
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC), level, logger, message and every event field.
+
+    Standard library only. For the event logger and any other: a record that is not an event
+    just has no ``etpay_*`` keys. Use it from ``LOGGING`` as
+    ``{"()": "django_etpay.observability.JsonFormatter"}`` (docs/observability.md).
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        data.update({name: getattr(record, name) for name in FIELDS if hasattr(record, name)})
+        if record.exc_info:
+            data["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False, default=str)
 
 
 # -- the admin's summary -----------------------------------------------------------------------

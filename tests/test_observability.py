@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import json
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +26,7 @@ from django.conf import settings as django_settings
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from django_etpay import observability, records, services
 from django_etpay.client import get_client
@@ -730,3 +734,60 @@ def test_an_empty_page_shows_no_summary(admin_client: Client) -> None:
     assert response.status_code == 200
     assert response.context["etpay_result_counts"] == []
     assert 'id="etpay-result-counts"' not in response.content.decode()
+
+
+# -- the JSON formatter and the documented LOGGING ----------------------------------------------
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "observability.md"
+
+
+def test_the_json_formatter_writes_every_field_of_an_event(
+    caught: pytest.LogCaptureFixture,
+) -> None:
+    session = make_session()
+    services.process_notification(mint_jwt(session), channel=Channel.WEBHOOK)
+    record = next(r for r in caught.records if r.name == observability.EVENTS_LOGGER)
+
+    line = observability.JsonFormatter().format(record)
+
+    data = json.loads(line)
+    assert "\n" not in line
+    assert data["logger"] == "django_etpay.events"
+    assert data["level"] == "INFO"
+    assert data["message"] == record.getMessage()
+    assert data["time"].endswith("+00:00")
+    assert {key: data[key] for key in observability.FIELDS} == {
+        name: getattr(record, name) for name in observability.FIELDS
+    }
+    assert data["etpay_session_id"] == session.pk
+
+
+def test_the_json_formatter_takes_any_record() -> None:
+    record = logging.LogRecord(
+        "django_etpay", logging.ERROR, __file__, 1, "plain %s", ("x",), None
+    )
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record.exc_info = sys.exc_info()
+    data = json.loads(observability.JsonFormatter().format(record))
+    assert data["message"] == "plain x"
+    assert not any(key.startswith("etpay_") for key in data)
+    assert "ValueError: boom" in data["exc_info"]
+
+
+def test_the_documented_logging_setting_names_the_formatter_and_the_logger() -> None:
+    [snippet] = re.findall(r"```python\n(.*?)```", DOCS.read_text(), re.DOTALL)
+    namespace: dict[str, Any] = {}
+    exec(compile(snippet, str(DOCS), "exec"), namespace)  # noqa: S102
+    config = namespace["LOGGING"]
+    formatter = import_string(config["formatters"]["json"]["()"])
+    assert formatter is observability.JsonFormatter
+    assert config["loggers"][observability.EVENTS_LOGGER]["handlers"] == ["etpay_events"]
+    assert config["handlers"]["etpay_events"]["formatter"] == "json"
+
+
+def test_every_field_is_documented() -> None:
+    text = DOCS.read_text()
+    for name in observability.FIELDS:
+        assert f"| `{name}` |" in text, name
