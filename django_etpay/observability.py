@@ -98,6 +98,9 @@ OPERATIONS = {
 P = ParamSpec("P")
 R = TypeVar("R")
 
+#: The app's tracer, obtained on first use (OpenTelemetry's API only).
+_tracer: Any = None
+
 #: Read once per measure; a test may replace it to get exact latencies.
 _clock: Callable[[], float] = time.monotonic
 
@@ -153,7 +156,11 @@ def _span(name: str, *, client: bool) -> Iterator[Any]:
     if otel_trace is None:
         yield None
         return
-    tracer = otel_trace.get_tracer("django_etpay", __version__)
+    global _tracer
+    if _tracer is None:
+        # A proxy until the shop sets its tracer provider, then that provider's tracer.
+        _tracer = otel_trace.get_tracer("django_etpay", __version__)
+    tracer = _tracer
     kind = otel_trace.SpanKind.CLIENT if client else otel_trace.SpanKind.INTERNAL
     # Exceptions are not recorded on the span: their messages may quote what ETpay or the
     # database said; the status names the error's type only.
