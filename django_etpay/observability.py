@@ -178,6 +178,18 @@ def _finish_span(span: Any, fields: dict[str, Any], error: BaseException | None)
         span.set_status(otel_trace.Status(otel_trace.StatusCode.ERROR, type(error).__name__))
 
 
+@contextlib.contextmanager
+def _never_fails() -> Iterator[None]:
+    """Reporting never breaks the work reported on (a payment recorded, a session created)."""
+    try:
+        yield
+    except Exception as err:
+        # The app's own logger: the events' may be the one that fails.
+        logging.getLogger("django_etpay").error(
+            "A django_etpay event could not be reported (%s)", type(err).__name__
+        )
+
+
 # -- calls to ETpay ----------------------------------------------------------------------------
 
 
@@ -241,7 +253,8 @@ def observed_call(operation: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
                         raise
                     finally:
                         if call.attempts or isinstance(error, EtpayAPIError):
-                            _call_event(operation, merchant, call, error, started, span)
+                            with _never_fails():
+                                _call_event(operation, merchant, call, error, started, span)
             finally:
                 _current_call.reset(token)
 
@@ -305,26 +318,32 @@ def observed_result(func: Callable[P, Notification]) -> Callable[P, Notification
                 try:
                     notification = func(*args, **kwargs)
                 except Exception as err:
-                    fields = _emit(
-                        logging.WARNING,
-                        "ETpay %s result could not be processed (%s)",
-                        (kwargs.get("channel"), type(err).__name__),
-                        etpay_event=RESULT,
-                        etpay_channel=_text(kwargs.get("channel")),
-                        etpay_outcome="rejected",
-                        etpay_reason="internal_error",
-                        etpay_latency_ms=_elapsed_ms(started),
-                        etpay_cause=RESULT,
-                    )
-                    _finish_span(span, fields, err)
+                    with _never_fails():
+                        _failed_result_event(span, err, kwargs.get("channel"), started)
                     raise
-                fields = _result_event(notification, _elapsed_ms(started))
-                _finish_span(span, fields, None)
+                with _never_fails():
+                    fields = _result_event(notification, _elapsed_ms(started))
+                    _finish_span(span, fields, None)
         finally:
             _in_result.reset(token)
         return notification
 
     return wrapper
+
+
+def _failed_result_event(span: Any, err: Exception, channel: Any, started: float) -> None:
+    fields = _emit(
+        logging.WARNING,
+        "ETpay %s result could not be processed (%s)",
+        (channel, type(err).__name__),
+        etpay_event=RESULT,
+        etpay_channel=_text(channel),
+        etpay_outcome="rejected",
+        etpay_reason="internal_error",
+        etpay_latency_ms=_elapsed_ms(started),
+        etpay_cause=RESULT,
+    )
+    _finish_span(span, fields, err)
 
 
 def _text(value: object) -> str | None:
@@ -388,8 +407,13 @@ def state_changed(session: PaymentSession, *, before: str, cause: str, reason: s
     """One ``state_change`` event: ``session`` went from ``before`` to its current status.
 
     For the changes no result makes: ``cause`` is ``initialize`` (``initializing`` to
-    ``pending`` or ``error``; ``reason`` is the error code) or ``expire``.
+    ``pending`` or ``error``; ``reason`` is the error code) or ``expire``. Never raises.
     """
+    with _never_fails():
+        _state_change_event(session, before=before, cause=cause, reason=reason)
+
+
+def _state_change_event(session: PaymentSession, *, before: str, cause: str, reason: str) -> None:
     _emit(
         logging.INFO,
         "ETpay session %s: %s -> %s (%s)",

@@ -794,3 +794,43 @@ def test_every_field_is_documented() -> None:
     text = DOCS.read_text()
     for name in observability.FIELDS:
         assert f"| `{name}` |" in text, name
+
+
+# -- reporting never breaks the work ---------------------------------------------------------
+
+
+class _Broken(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        raise RuntimeError("a broken log filter")
+
+
+@pytest.fixture
+def broken_events() -> Iterator[None]:
+    broken = _Broken()
+    events_logger = logging.getLogger(observability.EVENTS_LOGGER)
+    events_logger.addFilter(broken)
+    yield
+    events_logger.removeFilter(broken)
+
+
+def test_a_failing_event_breaks_no_call_result_or_state_change(
+    broken_events: None,
+    caught: pytest.LogCaptureFixture,
+    mocked_responses: responses_lib.RequestsMock,
+) -> None:
+    mocked_responses.post(INIT_URL, json=REPLY)
+    session = services.initialize_session("OC-OBS-9", 50000)
+    notification = services.process_notification(mint_jwt(session), channel=Channel.WEBHOOK)
+    old = make_session()
+    PaymentSession.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=3))
+    expired = services.expire_sessions(timedelta(days=1))
+
+    session.refresh_from_db()
+    assert (session.status, notification.outcome, expired) == ("paid", "accepted", 1)
+    reported = [
+        r.getMessage()
+        for r in caught.records
+        if r.name == "django_etpay" and r.msg.startswith("A django_etpay event")
+    ]
+    # The call, the initialisation, the result (its state change with it), the expiry.
+    assert reported == ["A django_etpay event could not be reported (RuntimeError)"] * 4
