@@ -42,7 +42,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from django_etpay import conf, operations, outbox, refunds, validators
+from django_etpay import conf, observability, operations, outbox, refunds, validators
 from django_etpay.exceptions import EtpayConfigurationError, EtpayRefundError
 from django_etpay.models import Notification, OutboxEffect, PaymentSession, Refund
 from django_etpay.money import format_money
@@ -689,6 +689,17 @@ class PaymentSessionAdmin(EvidenceOnly, SecretLookupGuard, _SessionAdminBase):
         if conf.merchant_aliases():
             return (*self.list_display, "account_display")
         return self.list_display
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        response = super().changelist_view(request, extra_context)
+        # How the sessions of this page got their results, by channel and outcome (one grouped
+        # COUNT over the page's sessions; the template admin/django_etpay/paymentsession/
+        # change_list.html shows it above the list).
+        context = getattr(response, "context_data", None)
+        if context is not None and "cl" in context:
+            context["etpay_result_counts"] = observability.result_counts(context["cl"].result_list)
+            context["etpay_outcomes"] = Outcome.choices
+        return response
 
     def has_reconcile_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm("django_etpay.reconcile_paymentsession"))

@@ -15,7 +15,7 @@ from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.debug import sensitive_variables
 
-from django_etpay import conf, signals, validators
+from django_etpay import conf, observability, signals, validators
 from django_etpay.client import get_client
 from django_etpay.exceptions import (
     EtpayAPIError,
@@ -198,11 +198,12 @@ def initialize_session(
         "concat": concat,
     }
     try:
-        reply = client.initialize_session(
-            merchant_order_id=session.merchant_order_id,
-            order_amount=session.order_amount,
-            **optional,
-        )
+        with observability.about_session(session.pk):
+            reply = client.initialize_session(
+                merchant_order_id=session.merchant_order_id,
+                order_amount=session.order_amount,
+                **optional,
+            )
     except EtpayAPIError as err:
         _mark_error(session, str(err), err.code, outcome_unknown=err.outcome_unknown)
         err.session_id = session.pk
@@ -251,6 +252,9 @@ def initialize_session(
         session.order_amount,
         session.currency,
     )
+    observability.state_changed(
+        session, before=PaymentSession.Status.INITIALIZING, cause="initialize"
+    )
     transaction.on_commit(
         lambda: signals.session_initialized.send(sender=PaymentSession, session=session),
         using=session._state.db,
@@ -288,4 +292,7 @@ def _mark_error(session: PaymentSession, message: str, code: str, outcome_unknow
         code,
         "unknown" if outcome_unknown else "known",
         message,
+    )
+    observability.state_changed(
+        session, before=PaymentSession.Status.INITIALIZING, cause="initialize", reason=code
     )

@@ -39,7 +39,7 @@ from urllib3.exceptions import (
     SSLError,
 )
 
-from django_etpay import __version__, conf
+from django_etpay import __version__, conf, observability
 from django_etpay.exceptions import (
     EtpayAPIError,
     EtpayConfigurationError,
@@ -126,6 +126,7 @@ class EtpayClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @observability.observed_call("initialize")
     @sensitive_variables("body")
     def initialize_session(
         self, *, merchant_order_id: str, order_amount: int, **optional: Any
@@ -157,6 +158,7 @@ class EtpayClient:
             )
         return reply
 
+    @observability.observed_call("check_status")
     @sensitive_variables("body")
     def check_payment_status(
         self,
@@ -199,6 +201,7 @@ class EtpayClient:
             attempt = 0
             while True:
                 try:
+                    observability.attempt()
                     status, content, retry_after = self._send(path, data, limits)
                     break
                 except requests.RequestException as err:
@@ -213,6 +216,7 @@ class EtpayClient:
                 time.sleep(backoff)
         finally:
             current_call.reset(token)
+        observability.answered(status)
         elapsed_ms = (time.monotonic() - started) * 1000
         logger.info(
             "ETpay %s answered %s in %.0f ms (%d bytes)", path, status, elapsed_ms, len(content)

@@ -29,7 +29,7 @@ from django.utils.dateparse import parse_duration as django_parse_duration
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from django_etpay import conf, outbox
+from django_etpay import conf, observability, outbox
 from django_etpay.dispatch import write_alias
 from django_etpay.exceptions import EtpayAPIError, EtpayConfigurationError, EtpayHTTPError
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
@@ -508,6 +508,7 @@ def expire_sessions(
             using=alias,
         )
     logger.info("Expired %d ETpay sessions pending since before %s", len(sessions), cutoff)
+    observability.sessions_changed(sessions, before=PaymentSession.Status.PENDING, cause="expire")
     return len(sessions)
 
 

@@ -24,7 +24,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from django_etpay import conf, duplicates, outbox, tokens
+from django_etpay import conf, duplicates, observability, outbox, tokens
 from django_etpay.client import get_client
 from django_etpay.dispatch import write_alias
 from django_etpay.exceptions import EtpayVerificationError
@@ -144,6 +144,7 @@ def _log_transition(session: PaymentSession, decision: Decision, channel: str) -
     )
 
 
+@observability.observed_result
 def _run_pipeline(
     *,
     session_token: str,
@@ -225,6 +226,7 @@ def _run_pipeline(
     )
 
 
+@observability.observed_result
 @sensitive_variables("raw_jwt")
 def process_notification(
     raw_jwt: str, *, channel: str, remote_addr: str | None = None
@@ -293,9 +295,10 @@ def reconcile_session(session: PaymentSession) -> list[Notification]:
     if not session.token:
         return []
     alias = write_alias()
-    entries = get_client(session.merchant or None).check_payment_status(
-        session_token=session.token
-    )
+    with observability.about_session(session.pk):
+        entries = get_client(session.merchant or None).check_payment_status(
+            session_token=session.token
+        )
     notifications: list[Notification] = []
     learned: list[bool] = []
     for entry in entries:

@@ -17,7 +17,7 @@ from django.db import DatabaseError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from django_etpay import conf, signals, tokens
+from django_etpay import conf, observability, signals, tokens
 from django_etpay.dispatch import send_on_commit, write_alias
 from django_etpay.models import Notification, PaymentSession
 from django_etpay.rules import Decision
@@ -106,6 +106,7 @@ def notification_of(
     )
 
 
+@observability.observed_result
 def record_rejection(
     *,
     channel: str,
@@ -237,6 +238,7 @@ def save_within_budget(
     return True
 
 
+@observability.observed_result
 def record_unknown_to_etpay(session: PaymentSession, entries: int, *, using: str) -> Notification:
     """Leave a trace of a status query that found no payment of ``session`` (on ``using``)."""
     session.refresh_from_db(using=using, fields=["status"])

@@ -50,11 +50,16 @@ STATUS_URL = "https://api.etpay.test/merchant/check_payment_status"
 
 
 def lines(caplog: pytest.LogCaptureFixture, level: int = logging.DEBUG) -> list[tuple[Any, ...]]:
-    """(logger, level, message template, args) of django_etpay's records at ``level`` or up."""
+    """(logger, level, message template, args) of django_etpay's records at ``level`` or up.
+
+    The structured events (logger ``django_etpay.events``) are pinned in test_observability.
+    """
     return [
         (r.name, r.levelname, r.msg, r.args)
         for r in caplog.records
-        if r.name.startswith("django_etpay") and r.levelno >= level
+        if r.name.startswith("django_etpay")
+        and r.name != "django_etpay.events"
+        and r.levelno >= level
     ]
 
 
