@@ -36,7 +36,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from django_etpay import conf, operations, outbox
+from django_etpay import conf, operations, outbox, unknown
 from django_etpay.exceptions import EtpayConfigurationError
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
 from django_etpay.money import format_amount
@@ -314,6 +314,7 @@ class PaymentSessionAdmin(EvidenceOnly, SecretLookupGuard, _SessionAdminBase):
     list_filter = (
         "status",
         NeedsAttentionFilter,
+        "needs_staff_decision",
         "needs_reconciliation",
         "outcome_unknown",
         "environment",
@@ -333,7 +334,12 @@ class PaymentSessionAdmin(EvidenceOnly, SecretLookupGuard, _SessionAdminBase):
     paginator = CappedCountPaginator
     show_full_result_count = False
     list_per_page = 50
-    actions = ("reconcile_selected", "expire_selected")
+    actions = (
+        "reconcile_selected",
+        "expire_selected",
+        "close_unknown_selected",
+        "ask_again_selected",
+    )
     inlines = (NotificationInline, EffectInline)
 
     class Media:
@@ -384,6 +390,7 @@ class PaymentSessionAdmin(EvidenceOnly, SecretLookupGuard, _SessionAdminBase):
                         "error",
                         "error_code",
                         "outcome_unknown",
+                        "needs_staff_decision",
                         "needs_reconciliation",
                         "last_checked_at",
                     )
@@ -426,6 +433,8 @@ class PaymentSessionAdmin(EvidenceOnly, SecretLookupGuard, _SessionAdminBase):
     @admin.display(description=_("status"), ordering="status")
     def status_display(self, obj: PaymentSession) -> SafeString | str:
         flags = []
+        if obj.needs_staff_decision:
+            flags.append(str(_("needs staff decision")))
         if obj.needs_reconciliation:
             flags.append(str(_("to reconcile")))
         if obj.outcome_unknown:
@@ -484,7 +493,11 @@ class PaymentSessionAdmin(EvidenceOnly, SecretLookupGuard, _SessionAdminBase):
         if self._too_many(request, queryset):
             return
         sessions = list(queryset.order_by("pk"))
-        with_token = [session for session in sessions if session.token]
+        # Sessions without a token whose creation outcome is unknown are asked about by order
+        # id (django_etpay.unknown); the others ETpay never created.
+        with_token = [
+            session for session in sessions if session.token or unknown.is_unknown(session)
+        ]
         summary = operations.reconcile_many(with_token)
         failed = summary.counts[operations.Outcome.ERROR]
         self.message_user(
@@ -506,6 +519,48 @@ class PaymentSessionAdmin(EvidenceOnly, SecretLookupGuard, _SessionAdminBase):
                 % {"count": skipped},
                 messages.WARNING,
             )
+
+    @admin.action(
+        description=_("Staff decision: ETpay's session was not paid (outcome unknown only)"),
+        permissions=["reconcile"],
+    )
+    def close_unknown_selected(
+        self, request: HttpRequest, queryset: QuerySet[PaymentSession]
+    ) -> None:
+        if self._too_many(request, queryset):
+            return
+        sessions = list(queryset.filter(token__isnull=True, outcome_unknown=True).order_by("pk"))
+        closed = sum(unknown.close_unknown(session, user=request.user) for session in sessions)
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)d session closed as not paid.",
+                "%(count)d sessions closed as not paid.",
+                closed,
+            )
+            % {"count": closed},
+            messages.SUCCESS if closed else messages.WARNING,
+        )
+
+    @admin.action(
+        description=_("Staff decision: ask ETpay again by order id on the next run"),
+        permissions=["reconcile"],
+    )
+    def ask_again_selected(self, request: HttpRequest, queryset: QuerySet[PaymentSession]) -> None:
+        if self._too_many(request, queryset):
+            return
+        sessions = list(queryset.filter(needs_staff_decision=True).order_by("pk"))
+        sent = sum(unknown.ask_again(session) for session in sessions)
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)d session will be asked about again by the next reconcile run.",
+                "%(count)d sessions will be asked about again by the next reconcile run.",
+                sent,
+            )
+            % {"count": sent},
+            messages.SUCCESS if sent else messages.WARNING,
+        )
 
     @admin.action(description=_("Expire the selected pending sessions"), permissions=["expire"])
     def expire_selected(self, request: HttpRequest, queryset: QuerySet[PaymentSession]) -> None:
