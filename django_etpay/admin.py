@@ -690,9 +690,17 @@ class NotificationAdmin(EvidenceOnly, SecretLookupGuard, _NotificationAdminBase)
         if obj.claims is None:
             return "-"
         hidden = str(_("(hidden: needs the permission to view payer data)"))
-        shown = {
-            key: hidden if key in PERSONAL_CLAIMS else value for key, value in obj.claims.items()
-        }
+
+        def redact(value: Any) -> Any:
+            # Nested too: the record of a status query by order id keeps ETpay's entries in a
+            # list under "entries".
+            if isinstance(value, dict):
+                return {k: hidden if k in PERSONAL_CLAIMS else redact(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [redact(item) for item in value]
+            return value
+
+        shown = redact(obj.claims)
         return format_html(
             "<pre>{}</pre>", json.dumps(shown, indent=2, sort_keys=True, ensure_ascii=False)
         )

@@ -384,3 +384,86 @@ def test_two_runs_at_once_adopt_once(
     assert (session.status, session.token) == (Status.PAID, opened.token)
     assert Notification.objects.filter(session=session, reason=Reason.SESSION_ADOPTED).count() == 1
     assert receivers["payment_completed"].call_count == 1
+
+
+# -- the task and the admin -------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_reconcile_task_settles_an_unknown_session(fake_etpay: FakeEtpay) -> None:
+    from django_etpay import tasks
+    from tests.test_tasks import succeeded
+
+    session = lost_reply(fake_etpay)
+    fake_etpay.pay(fake_etpay.last_session)
+
+    value = succeeded(tasks.reconcile.enqueue())
+
+    assert value["paid"] == 1
+    session.refresh_from_db()
+    assert session.status == Status.PAID
+
+
+def _staff_client(*codenames: str) -> Any:
+    from tests.test_admin import staff
+
+    return staff(*codenames)
+
+
+@pytest.mark.django_db
+def test_the_admin_action_settles_an_unknown_session_and_filters_staff_decisions(
+    fake_etpay: FakeEtpay,
+) -> None:
+    from django.urls import reverse
+
+    sessions_url = reverse("admin:django_etpay_paymentsession_changelist")
+    paid = lost_reply(fake_etpay, order="OC-LOST-A")
+    fake_etpay.pay(fake_etpay.last_session)
+    ambiguous = lost_reply(fake_etpay, order="OC-LOST-B")
+    fake_etpay.pay(fake_etpay.last_session)
+    fake_etpay.fail_next("initialize", error="timeout", after_processing=True)
+    with pytest.raises(EtpayTimeoutError):
+        initialize_session("OC-LOST-B", 15000)
+    fake_etpay.pay(fake_etpay.last_session)
+    client = _staff_client("reconcile_paymentsession")
+
+    client.post(
+        sessions_url,
+        {"action": "reconcile_selected", "_selected_action": [paid.pk, ambiguous.pk]},
+    )
+
+    paid.refresh_from_db()
+    ambiguous.refresh_from_db()
+    assert paid.status == Status.PAID
+    assert ambiguous.needs_staff_decision
+    listed = client.get(sessions_url, {"needs_staff_decision__exact": "1"})
+    assert [s.pk for s in listed.context["cl"].result_list] == [ambiguous.pk]
+    assert "needs staff decision" in listed.content.decode()
+
+    client.post(
+        sessions_url, {"action": "close_unknown_selected", "_selected_action": [ambiguous.pk]}
+    )
+    ambiguous.refresh_from_db()
+    assert (ambiguous.outcome_unknown, ambiguous.needs_staff_decision) == (False, False)
+
+
+@pytest.mark.django_db
+def test_the_admin_hides_payer_data_inside_etpays_stored_answer(fake_etpay: FakeEtpay) -> None:
+    from django.urls import reverse
+
+    session = lost_reply(fake_etpay)
+    fake_etpay.pay(fake_etpay.last_session, user_rut="111111111")
+    fake_etpay.fail_next("initialize", error="timeout", after_processing=True)
+    with pytest.raises(EtpayTimeoutError):
+        initialize_session("OC-LOST-1", 15000)
+    fake_etpay.pay(fake_etpay.last_session, user_rut="111111111")
+    unknown.settle_unknown(session)
+    [record] = staff_records(session)
+    assert record.claims["entries"][0]["user_rut"] == "111111111"
+    url = reverse("admin:django_etpay_notification_change", args=[record.pk])
+
+    hidden = _staff_client().get(url).content.decode()
+    shown = _staff_client("view_payer_data").get(url).content.decode()
+
+    assert "111111111" not in hidden
+    assert "111111111" in shown
