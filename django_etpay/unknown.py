@@ -446,12 +446,15 @@ def adopt_session(session: PaymentSession, session_token: str, *, user: Any = No
         )
         if locked is None:
             raise ValueError("The session's outcome is not unknown any more.")
+        before = locked.status
         locked.needs_staff_decision = False
         outcome = _adopt(locked, session_token, entries, alias=alias)
         if outcome == Outcome.STAFF:
             raise ValueError("Another row holds that ETpay session now.")
         PaymentSession.objects.using(alias).filter(pk=locked.pk).update(needs_staff_decision=False)
-        _decided(locked, f"ETpay session adopted by {_user_label(user)}.", alias=alias, before="")
+        _decided(
+            locked, f"ETpay session adopted by {_user_label(user)}.", alias=alias, before=before
+        )
     outcome = _apply(session)
     session.refresh_from_db(using=alias)
     return outcome
