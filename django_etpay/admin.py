@@ -63,6 +63,7 @@ MAX_ACTION_SESSIONS = 100
 
 Status = PaymentSession.Status
 Outcome = Notification.Outcome
+Reason = Notification.Reason
 
 
 #: The fields no admin URL parameter may name, on the model or through a relation.
@@ -391,6 +392,7 @@ class PaymentSessionAdmin(EvidenceOnly, SecretLookupGuard, _SessionAdminBase):
                         "error_code",
                         "outcome_unknown",
                         "needs_staff_decision",
+                        "etpay_candidates",
                         "needs_reconciliation",
                         "last_checked_at",
                     )
@@ -451,6 +453,31 @@ class PaymentSessionAdmin(EvidenceOnly, SecretLookupGuard, _SessionAdminBase):
     @admin.display(description=_("account"), ordering="merchant")
     def account_display(self, obj: PaymentSession) -> str:
         return obj.merchant or str(_("default"))
+
+    @admin.display(description=_("what ETpay returned by order id"))
+    def etpay_candidates(self, obj: PaymentSession) -> SafeString | str:
+        # The ETpay sessions staff choose from (django_etpay.unknown.adopt_session), from the
+        # latest record that left the row to them; no payer data, whoever looks.
+        if not obj.needs_staff_decision:
+            return "-"
+        record = (
+            Notification.objects.filter(
+                session=obj,
+                reason__in=[Reason.AMBIGUOUS_ORDER, Reason.NO_MATCHING_SESSION],
+            )
+            .order_by("-created_at", "-pk")
+            .first()
+        )
+        entries = (record.claims or {}).get("entries") if record is not None else None
+        if not isinstance(entries, list) or not entries:
+            return str(_("No ETpay session for this order id."))
+        keys = ("session_token", "merchant_amount", "payment_status", "payment_date")
+        rows = [
+            " · ".join(str(entry.get(key, "-")) for key in keys)
+            for entry in entries
+            if isinstance(entry, dict)
+        ]
+        return format_html("<pre>{}</pre>", "\n".join(rows))
 
     @admin.display(description=_("payer RUT and account"))
     def payer_data_hidden(self, obj: PaymentSession) -> str:

@@ -439,6 +439,12 @@ def test_the_admin_action_settles_an_unknown_session_and_filters_staff_decisions
     listed = client.get(sessions_url, {"needs_staff_decision__exact": "1"})
     assert [s.pk for s in listed.context["cl"].result_list] == [ambiguous.pk]
     assert "needs staff decision" in listed.content.decode()
+    page = client.get(
+        reverse("admin:django_etpay_paymentsession_change", args=[ambiguous.pk])
+    ).content.decode()
+    opened_b = [f for f in fake_etpay.sessions if f.merchant_order_id == "OC-LOST-B"]
+    assert len(opened_b) == 2
+    assert all(f.token in page for f in opened_b)  # the ETpay sessions staff choose from
 
     client.post(
         sessions_url, {"action": "close_unknown_selected", "_selected_action": [ambiguous.pk]}
