@@ -42,7 +42,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from django_etpay import conf, observability, operations, outbox, refunds, validators
+from django_etpay import conf, observability, operations, outbox, refunds, unknown, validators
 from django_etpay.exceptions import EtpayConfigurationError, EtpayRefundError
 from django_etpay.models import Notification, OutboxEffect, PaymentSession, Refund
 from django_etpay.money import format_money
@@ -76,6 +76,7 @@ MAX_ACTION_SESSIONS = 100
 
 Status = PaymentSession.Status
 Outcome = Notification.Outcome
+Reason = Notification.Reason
 
 
 #: The fields no admin URL parameter may name, on the model or through a relation.
@@ -587,6 +588,7 @@ class PaymentSessionAdmin(EvidenceOnly, SecretLookupGuard, _SessionAdminBase):
     list_filter = (
         "status",
         NeedsAttentionFilter,
+        "needs_staff_decision",
         "needs_reconciliation",
         "outcome_unknown",
         EnvironmentFilter,
@@ -607,7 +609,13 @@ class PaymentSessionAdmin(EvidenceOnly, SecretLookupGuard, _SessionAdminBase):
     paginator = CappedCountPaginator
     show_full_result_count = False
     list_per_page = 50
-    actions = ("reconcile_selected", "expire_selected", "request_refund_selected")
+    actions = (
+        "reconcile_selected",
+        "expire_selected",
+        "close_unknown_selected",
+        "ask_again_selected",
+        "request_refund_selected",
+    )
     inlines = (NotificationInline, EffectInline, ExtraPaymentInline, RefundInline)
 
     class Media:
@@ -661,6 +669,8 @@ class PaymentSessionAdmin(EvidenceOnly, SecretLookupGuard, _SessionAdminBase):
                         "error",
                         "error_code",
                         "outcome_unknown",
+                        "needs_staff_decision",
+                        "etpay_candidates",
                         "needs_reconciliation",
                         "last_checked_at",
                     )
@@ -714,6 +724,8 @@ class PaymentSessionAdmin(EvidenceOnly, SecretLookupGuard, _SessionAdminBase):
     @admin.display(description=_("status"), ordering="status")
     def status_display(self, obj: PaymentSession) -> SafeString | str:
         flags = []
+        if obj.needs_staff_decision:
+            flags.append(str(_("needs staff decision")))
         if obj.needs_reconciliation:
             flags.append(str(_("to reconcile")))
         if obj.outcome_unknown:
@@ -746,6 +758,31 @@ class PaymentSessionAdmin(EvidenceOnly, SecretLookupGuard, _SessionAdminBase):
     @admin.display(description=_("payer RUT"))
     def payer_rut_display(self, obj: PaymentSession) -> str:
         return _rut_display(obj.payer_rut)
+
+    @admin.display(description=_("what ETpay returned by order id"))
+    def etpay_candidates(self, obj: PaymentSession) -> SafeString | str:
+        # The ETpay sessions staff choose from (django_etpay.unknown.adopt_session), from the
+        # latest record that left the row to them; no payer data, whoever looks.
+        if not obj.needs_staff_decision:
+            return "-"
+        record = (
+            Notification.objects.filter(
+                session=obj,
+                reason__in=[Reason.AMBIGUOUS_ORDER, Reason.NO_MATCHING_SESSION],
+            )
+            .order_by("-created_at", "-pk")
+            .first()
+        )
+        entries = (record.claims or {}).get("entries") if record is not None else None
+        if not isinstance(entries, list) or not entries:
+            return str(_("No ETpay session for this order id."))
+        keys = ("session_token", "merchant_amount", "payment_status", "payment_date")
+        rows = [
+            " · ".join(str(entry.get(key, "-")) for key in keys)
+            for entry in entries
+            if isinstance(entry, dict)
+        ]
+        return format_html("<pre>{}</pre>", "\n".join(rows))
 
     @admin.display(description=_("payer RUT and account"))
     def payer_data_hidden(self, obj: PaymentSession) -> str:
@@ -788,7 +825,11 @@ class PaymentSessionAdmin(EvidenceOnly, SecretLookupGuard, _SessionAdminBase):
         if self._too_many(request, queryset):
             return
         sessions = list(queryset.order_by("pk"))
-        with_token = [session for session in sessions if session.token]
+        # Sessions without a token whose creation outcome is unknown are asked about by order
+        # id (django_etpay.unknown); the others ETpay never created.
+        with_token = [
+            session for session in sessions if session.token or unknown.is_unknown(session)
+        ]
         summary = operations.reconcile_many(with_token)
         failed = summary.counts[operations.Outcome.ERROR]
         self.message_user(
@@ -810,6 +851,48 @@ class PaymentSessionAdmin(EvidenceOnly, SecretLookupGuard, _SessionAdminBase):
                 % {"count": skipped},
                 messages.WARNING,
             )
+
+    @admin.action(
+        description=_("Staff decision: ETpay's session was not paid (outcome unknown only)"),
+        permissions=["reconcile"],
+    )
+    def close_unknown_selected(
+        self, request: HttpRequest, queryset: QuerySet[PaymentSession]
+    ) -> None:
+        if self._too_many(request, queryset):
+            return
+        sessions = list(queryset.filter(token__isnull=True, outcome_unknown=True).order_by("pk"))
+        closed = sum(unknown.close_unknown(session, user=request.user) for session in sessions)
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)d session closed as not paid.",
+                "%(count)d sessions closed as not paid.",
+                closed,
+            )
+            % {"count": closed},
+            messages.SUCCESS if closed else messages.WARNING,
+        )
+
+    @admin.action(
+        description=_("Staff decision: ask ETpay again by order id on the next run"),
+        permissions=["reconcile"],
+    )
+    def ask_again_selected(self, request: HttpRequest, queryset: QuerySet[PaymentSession]) -> None:
+        if self._too_many(request, queryset):
+            return
+        sessions = list(queryset.filter(needs_staff_decision=True).order_by("pk"))
+        sent = sum(unknown.ask_again(session) for session in sessions)
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)d session will be asked about again by the next reconcile run.",
+                "%(count)d sessions will be asked about again by the next reconcile run.",
+                sent,
+            )
+            % {"count": sent},
+            messages.SUCCESS if sent else messages.WARNING,
+        )
 
     @admin.action(description=_("Expire the selected pending sessions"), permissions=["expire"])
     def expire_selected(self, request: HttpRequest, queryset: QuerySet[PaymentSession]) -> None:
@@ -1020,9 +1103,17 @@ class NotificationAdmin(EvidenceOnly, SecretLookupGuard, _NotificationAdminBase)
         if obj.claims is None:
             return "-"
         hidden = str(_("(hidden: needs the permission to view payer data)"))
-        shown = {
-            key: hidden if key in PERSONAL_CLAIMS else value for key, value in obj.claims.items()
-        }
+
+        def redact(value: Any) -> Any:
+            # Nested too: the record of a status query by order id keeps ETpay's entries in a
+            # list under "entries".
+            if isinstance(value, dict):
+                return {k: hidden if k in PERSONAL_CLAIMS else redact(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [redact(item) for item in value]
+            return value
+
+        shown = redact(obj.claims)
         return format_html(
             "<pre>{}</pre>", json.dumps(shown, indent=2, sort_keys=True, ensure_ascii=False)
         )

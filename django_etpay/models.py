@@ -173,6 +173,14 @@ class PaymentSession(TimestampMixin):
         default=False,
         help_text=_("ETpay's view of this session should be checked with a status query."),
     )
+    needs_staff_decision = models.BooleanField(
+        _("needs staff decision"),
+        default=False,
+        help_text=_(
+            "ETpay's status query by order id could not tell which of its sessions, if any, "
+            "is this one; staff decide (see its status-query results)."
+        ),
+    )
     stored_rejections = models.PositiveIntegerField(
         _("rejections stored"),
         default=0,
@@ -240,6 +248,11 @@ class PaymentSession(TimestampMixin):
                 fields=["created_at", "id"],
                 name="etpay_session_recon_idx",
                 condition=models.Q(needs_reconciliation=True),
+            ),
+            models.Index(
+                fields=["created_at"],
+                name="etpay_session_staff_idx",
+                condition=models.Q(needs_staff_decision=True),
             ),
             models.Index(
                 fields=["created_at"],
@@ -340,6 +353,10 @@ class Notification(models.Model):
         INTERNAL_ERROR = "internal_error", _("Internal error")
         KEY_UNAVAILABLE = "key_unavailable", _("Signature key cannot be decrypted")
         UNKNOWN_TO_ETPAY = "unknown_to_etpay", _("Unknown to ETpay")
+        SESSION_ADOPTED = "session_adopted", _("ETpay session found by order id")
+        AMBIGUOUS_ORDER = "ambiguous_order", _("Several ETpay sessions could be this one")
+        NO_MATCHING_SESSION = "no_matching_session", _("No ETpay session matches")
+        STAFF_DECISION = "staff_decision", _("Decided by staff")
 
     class Result(models.TextChoices):
         """The payment outcome the result reported."""

@@ -75,8 +75,10 @@ class Outcome:
     UNKNOWN = "unknown"
     REJECTED = "rejected"
     ERROR = "error"
+    #: A session whose creation outcome is unknown, left for staff (see django_etpay.unknown).
+    STAFF = "staff"
 
-    ALL = (PAID, FAILED, UNCHANGED, UNKNOWN, REJECTED, ERROR)
+    ALL = (PAID, FAILED, UNCHANGED, UNKNOWN, REJECTED, ERROR, STAFF)
 
 
 def _part(outcome: str, count: int) -> str:
@@ -91,6 +93,10 @@ def _part(outcome: str, count: int) -> str:
     elif outcome == Outcome.REJECTED:
         text = ngettext(
             "%(count)d answer rejected (mismatch)", "%(count)d answers rejected (mismatch)", count
+        )
+    elif outcome == Outcome.STAFF:
+        text = ngettext(
+            "%(count)d left for a staff decision", "%(count)d left for a staff decision", count
         )
     else:
         text = ngettext("%(count)d failed to ask", "%(count)d failed to ask", count)
@@ -193,7 +199,14 @@ def reconcile_one(
     ``pacer`` (shared by the threads of a run) spaces the calls; a ``429`` or a 5xx is asked
     again up to ``retries`` times, after an exponential backoff or ETpay's ``Retry-After`` (a
     429 pauses every thread of the run), and counted as failed once they are used up.
+
+    A session whose creation outcome is unknown (no token) is asked about by order id
+    (:func:`django_etpay.unknown.reconcile_unknown`).
     """
+    from django_etpay import unknown  # it builds on this module
+
+    if unknown.is_unknown(session):
+        return unknown.reconcile_unknown(session)
     attempt = 0
     while True:
         if pacer is not None:
@@ -247,21 +260,25 @@ def due_sessions(
 
     Those with a token that are ``pending`` for longer than ``older_than`` (default
     ``SESSION_TTL``) or flagged ``needs_reconciliation``, that are younger than ``max_age``
-    (default ``RECONCILE_MAX_AGE``; ``timedelta(0)`` means any age) and that were not asked
-    about within ``RECONCILE_INTERVAL``. ``merchant`` restricts to one alias ("" for the
-    default account).
+    (default ``RECONCILE_MAX_AGE``; ``timedelta(0)`` means any age), and those whose creation
+    outcome is unknown, whatever their age, until ETpay's answer settles them or leaves them
+    to staff (:mod:`django_etpay.unknown`); all of them not asked about within
+    ``RECONCILE_INTERVAL``. ``merchant`` restricts to one alias ("" for the default account).
     """
+    from django_etpay.unknown import unknown_filter
+
     now = now or timezone.now()
     age = older_than if older_than is not None else conf.get_duration("SESSION_TTL")
     interval = conf.get_duration("RECONCILE_INTERVAL")
-    due = PaymentSession.objects.filter(token__isnull=False).filter(
+    known = Q(token__isnull=False) & (
         Q(status=Status.PENDING, created_at__lt=now - age) | Q(needs_reconciliation=True)
     )
-    due = due.filter(Q(last_checked_at__isnull=True) | Q(last_checked_at__lt=now - interval))
     if max_age is None and conf.get_setting("RECONCILE_MAX_AGE") is not None:
         max_age = conf.get_duration("RECONCILE_MAX_AGE")
     if max_age:
-        due = due.filter(created_at__gte=now - max_age)
+        known &= Q(created_at__gte=now - max_age)
+    due = PaymentSession.objects.filter(known | unknown_filter())
+    due = due.filter(Q(last_checked_at__isnull=True) | Q(last_checked_at__lt=now - interval))
     if merchant is not None:
         due = due.filter(merchant=merchant)
     return due

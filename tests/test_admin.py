@@ -233,7 +233,11 @@ def test_actions_need_their_permissions(paid_session: PaymentSession) -> None:
         return {name for name, _label in form.fields["action"].choices if name}
 
     assert actions(staff()) == set()
-    assert actions(staff("reconcile_paymentsession")) == {"reconcile_selected"}
+    assert actions(staff("reconcile_paymentsession")) == {
+        "reconcile_selected",
+        "close_unknown_selected",
+        "ask_again_selected",
+    }
     assert actions(staff("expire_paymentsession")) == {"expire_selected"}
 
 

@@ -109,7 +109,17 @@ def test_every_signal_has_its_section_and_row() -> None:
 
 def test_every_rejection_reason_is_listed_for_notification_rejected() -> None:
     section = page("signals.md").split("## `notification_rejected`")[1].split("\n## ")[0]
-    not_rejections = {"browser_not_trusted", "system_error", "not_applicable", "unknown_to_etpay"}
+    not_rejections = {
+        "browser_not_trusted",
+        "system_error",
+        "not_applicable",
+        "unknown_to_etpay",
+        # The records of the status query by order id (operations.md), never rejections.
+        "session_adopted",
+        "ambiguous_order",
+        "no_matching_session",
+        "staff_decision",
+    }
     for reason in Notification.Reason.values:
         if reason not in not_rejections:
             assert f"`{reason}`" in section, reason

@@ -113,6 +113,7 @@ class _Fault:
     kind: str | None
     status: int | None
     message: str | None
+    after_processing: bool = False
 
 
 class _ReplyError(Exception):
@@ -235,6 +236,7 @@ class FakeEtpay:
         error: FaultKind | None = None,
         status: int | None = None,
         message: str | None = None,
+        after_processing: bool = False,
     ) -> None:
         """Make the next call to ``endpoint`` fail; calls queue up in order.
 
@@ -248,6 +250,10 @@ class FakeEtpay:
 
         or ``status``, an HTTP status ETpay answers with, and its JSON ``{"message": ...}``
         (``EtpayHTTPError``; a 5xx leaves the outcome unknown).
+
+        With ``after_processing=True`` the fake ETpay acts on the request first (it opens the
+        session) and the reply is then lost: what a read timeout or a broken connection after
+        the request was sent may hide.
         """
         if endpoint not in _ENDPOINTS:
             raise ValueError(f"endpoint must be one of {', '.join(_ENDPOINTS)}.")
@@ -258,7 +264,9 @@ class FakeEtpay:
         if status is not None and not 100 <= status <= 599:
             raise ValueError("status must be an HTTP status code.")
         with self._lock:
-            self._faults[_ENDPOINTS[endpoint]].append(_Fault(error, status, message))
+            self._faults[_ENDPOINTS[endpoint]].append(
+                _Fault(error, status, message, after_processing)
+            )
 
     def pay(self, session: PaymentSession | FakeSession | str, **claims: Any) -> str:
         """The payer approves at ETpay: settle ``session`` as paid, return its result JWT.
@@ -348,8 +356,12 @@ class FakeEtpay:
             self.calls.append(FakeCall(path=path, body=redacted))
             queue = self._faults.get(path)
             fault = queue.pop(0) if queue else None
-        if fault is not None:
+        if fault is not None and not fault.after_processing:
             return self._fail(fault)
+        answer = self._process(path, body)
+        return answer if fault is None else self._fail(fault)
+
+    def _process(self, path: str, body: Any) -> tuple[int, Any]:
         if not isinstance(body, dict):
             return 400, {"message": "The request body must be a JSON object."}
         try:
