@@ -11,7 +11,7 @@ import base64
 import io
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 from unittest import mock
 
@@ -31,7 +31,6 @@ from tests.factories import (
     mint_system_error_jwt,
     raw_jws,
     sign,
-    signal_mocks,
 )
 from tests.testshop.admin import OrderAdmin
 from tests.testshop.models import Order
@@ -64,12 +63,6 @@ urlpatterns = [
     path("careless-admin/", careless_site.urls),
     path("", include("tests.urls")),
 ]
-
-
-@pytest.fixture
-def receivers() -> Iterator[dict[str, mock.MagicMock]]:
-    with signal_mocks() as mocks:
-        yield mocks
 
 
 @pytest.fixture
@@ -513,8 +506,6 @@ def test_signed_result_with_unstorable_payer_fields_is_applied(
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_rejection_cap_holds_under_concurrency(settings: Any) -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL row locks")
     settings.ETPAY = {**settings.ETPAY, "MAX_REJECTED_PER_SESSION": 5}
     session = make_session()
     raw = mint_jwt(session, key=WRONG_KEY)

@@ -24,7 +24,7 @@ from django.test import Client
 
 from django_etpay import services
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
-from tests.factories import make_session, mint_jwt, signal_mocks
+from tests.factories import make_session, mint_jwt
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -36,12 +36,6 @@ WIDGET_URL = "/etpay/widget-result/"
 Send = Callable[[Client], Any]
 
 
-@pytest.fixture(autouse=True)
-def _postgres_only() -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("row locks need PostgreSQL; SQLite serialises writers differently")
-
-
 @pytest.fixture(autouse=True, params=["one statement", "row lock"])
 def path(request: pytest.FixtureRequest) -> Iterator[str]:
     if request.param == "row lock":
@@ -49,12 +43,6 @@ def path(request: pytest.FixtureRequest) -> Iterator[str]:
             yield request.param
     else:
         yield request.param
-
-
-@pytest.fixture
-def receivers() -> Iterator[dict[str, mock.MagicMock]]:
-    with signal_mocks() as mocks:
-        yield mocks
 
 
 def deliver_together(senders: list[Send]) -> list[int]:

@@ -12,7 +12,6 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 from unittest import mock
@@ -35,7 +34,6 @@ from tests.factories import (
     mint_payment_claims,
     mint_system_error_jwt,
     sign,
-    signal_mocks,
 )
 
 pytestmark = pytest.mark.django_db
@@ -62,12 +60,6 @@ def lines(caplog: pytest.LogCaptureFixture, level: int = logging.DEBUG) -> list[
 def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG, logger="django_etpay")
     return caplog
-
-
-@pytest.fixture
-def receivers() -> Iterator[dict[str, mock.MagicMock]]:
-    with signal_mocks() as mocks:
-        yield mocks
 
 
 def process(raw: str, channel: str = Channel.WEBHOOK, **kwargs: Any) -> Notification:

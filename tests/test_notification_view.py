@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from unittest import mock
@@ -22,7 +22,6 @@ from tests.factories import (
     mint_jwt,
     mint_payment_claims,
     raw_jws,
-    signal_mocks,
     tamper,
 )
 
@@ -33,12 +32,6 @@ Reason = Notification.Reason
 Status = PaymentSession.Status
 
 URL = "/etpay/notification/"
-
-
-@pytest.fixture
-def receivers() -> Iterator[dict[str, mock.MagicMock]]:
-    with signal_mocks() as mocks:
-        yield mocks
 
 
 @pytest.fixture

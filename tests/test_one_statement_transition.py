@@ -10,7 +10,6 @@ was read. The races themselves, across connections, are in ``tests/test_concurre
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 from unittest import mock
@@ -22,13 +21,12 @@ from django.utils import timezone
 
 from django_etpay import services
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
-from tests.factories import failing_session_saves, make_session, mint_jwt, signal_mocks
+from tests.factories import failing_session_saves, make_session, mint_jwt
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        connection.vendor != "postgresql", reason="the one-statement transition is PostgreSQL's"
-    ),
+    # The one-statement transition is PostgreSQL's.
+    pytest.mark.postgres,
 ]
 
 Channel = Notification.Channel
@@ -41,12 +39,6 @@ State = OutboxEffect.State
 _VARYING = {"id", "token", "merchant_order_id", "signature_token", "payment_token"}
 _VARYING |= {"created_at", "updated_at", "paid_at", "completed_at", "session", "notification"}
 _VARYING |= {"claims", "raw_body", "claim", "lease_until", "delivered_at", "last_checked_at"}
-
-
-@pytest.fixture
-def receivers() -> Iterator[dict[str, mock.MagicMock]]:
-    with signal_mocks() as mocks:
-        yield mocks
 
 
 def deliver(raw: str, channel: str = Channel.WEBHOOK) -> Notification:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 from unittest import mock
 
@@ -17,7 +16,6 @@ from tests.factories import (
     make_session,
     mint_jwt,
     mint_system_error_jwt,
-    signal_mocks,
 )
 
 pytestmark = pytest.mark.django_db
@@ -29,12 +27,6 @@ Status = PaymentSession.Status
 RETURN_URL = "/etpay/return/"
 WIDGET_URL = "/etpay/widget-result/"
 CSRF_SECRET = "A" * 16 + "b" * 16
-
-
-@pytest.fixture
-def receivers() -> Iterator[dict[str, mock.MagicMock]]:
-    with signal_mocks() as mocks:
-        yield mocks
 
 
 @pytest.fixture

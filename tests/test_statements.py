@@ -11,7 +11,6 @@ together); other databases take the budget and save the row in a short transacti
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 from unittest import mock
 
@@ -23,7 +22,7 @@ from django.test.utils import CaptureQueriesContext
 from django_etpay import services, tokens
 from django_etpay.exceptions import EtpayResponseError
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
-from tests.factories import make_session, mint_jwt, mint_system_error_jwt, signal_mocks
+from tests.factories import make_session, mint_jwt, mint_system_error_jwt
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -85,12 +84,6 @@ def captured() -> Any:
         return Context(connection), statements
 
     return capture
-
-
-@pytest.fixture
-def receivers() -> Iterator[dict[str, mock.MagicMock]]:
-    with signal_mocks() as mocks:
-        yield mocks
 
 
 def locked(table: str) -> str:
@@ -540,9 +533,7 @@ def test_a_shape_that_cannot_be_reused_is_not_cached() -> None:
     assert services._INSERT_SELECTS == {}
 
 
-@pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="the one-statement INSERT is PostgreSQL's"
-)
+@pytest.mark.postgres  # the one-statement INSERT is PostgreSQL's
 def test_the_one_statement_insert_refuses_what_the_orm_refuses() -> None:
     # A value longer than its column must fail as the ORM's INSERT fails, not be cut short.
     from django.db import DataError
