@@ -26,6 +26,10 @@ from django.urls import include, path
 from django_etpay import views
 from django_etpay.models import Notification, PaymentSession
 from tests.factories import (
+    NOTIFICATION_URL,
+    RETURN_URL,
+    WIDGET_URL,
+    WRONG_KEY,
     make_session,
     mint_jwt,
     mint_system_error_jwt,
@@ -41,11 +45,7 @@ Outcome = Notification.Outcome
 Reason = Notification.Reason
 Status = PaymentSession.Status
 
-NOTIFICATION_URL = "/etpay/notification/"
-RETURN_URL = "/etpay/return/"
-WIDGET_URL = "/etpay/widget-result/"
 CSRF_SECRET = "C" * 16 + "d" * 16
-WRONG_KEY = "a-key-nobody-was-given-0123456789abcdefghijklmnop"
 
 # A second admin site, mounted only by the tests that use it, where a careless shop lists the
 # secret behind its foreign key in a filter and a search: the field itself must refuse.

@@ -15,12 +15,11 @@ from django.utils import timezone
 
 from django_etpay import operations
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
-from tests.factories import make_session
+from tests.factories import STATUS_URL, make_session
 
 pytestmark = pytest.mark.django_db
 
 Status = PaymentSession.Status
-STATUS_URL = "https://api.etpay.test/merchant/check_payment_status"
 
 
 def run(*args: str) -> str:

@@ -24,14 +24,11 @@ from django.test import Client
 
 from django_etpay import services
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
-from tests.factories import make_session, mint_jwt
+from tests.factories import NOTIFICATION_URL, RETURN_URL, WIDGET_URL, make_session, mint_jwt
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 THREADS = 24
-NOTIFICATION_URL = "/etpay/notification/"
-RETURN_URL = "/etpay/return/"
-WIDGET_URL = "/etpay/widget-result/"
 
 Send = Callable[[Client], Any]
 

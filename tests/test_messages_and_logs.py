@@ -28,6 +28,8 @@ from django_etpay.models import Notification, PaymentSession
 from tests.factories import (
     DROP,
     PUBLIC_KEY_PEM,
+    STATUS_URL,
+    WRONG_KEY,
     failing_session_saves,
     make_session,
     mint_jwt,
@@ -42,9 +44,6 @@ Channel = Notification.Channel
 Outcome = Notification.Outcome
 Reason = Notification.Reason
 Status = PaymentSession.Status
-
-WRONG_KEY = "a-key-nobody-was-given-0123456789abcdefghijklmnop"
-STATUS_URL = "https://api.etpay.test/merchant/check_payment_status"
 
 
 def lines(caplog: pytest.LogCaptureFixture, level: int = logging.DEBUG) -> list[tuple[Any, ...]]:

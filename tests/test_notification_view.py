@@ -15,7 +15,9 @@ from django.urls import resolve, reverse
 
 from django_etpay.models import Notification, PaymentSession
 from tests.factories import (
+    NOTIFICATION_URL,
     PUBLIC_KEY_PEM,
+    WRONG_KEY,
     failing_session_saves,
     hmac_jws,
     make_session,
@@ -31,7 +33,7 @@ Outcome = Notification.Outcome
 Reason = Notification.Reason
 Status = PaymentSession.Status
 
-URL = "/etpay/notification/"
+URL = NOTIFICATION_URL
 
 
 @pytest.fixture
@@ -171,8 +173,6 @@ def test_records_survive_with_atomic_requests(client: Client) -> None:
 # -- the shared attack and bad-input table ----------------------------------------------------
 
 Build = Callable[[PaymentSession, PaymentSession], tuple[str | bytes, str]]
-
-WRONG_KEY = "a-key-nobody-was-given-0123456789abcdefghijklmnop"
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from django_etpay import services
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
-from tests.factories import failing_session_saves, make_session, mint_jwt
+from tests.factories import deliver, failing_session_saves, make_session, mint_jwt
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -39,10 +39,6 @@ State = OutboxEffect.State
 _VARYING = {"id", "token", "merchant_order_id", "signature_token", "payment_token"}
 _VARYING |= {"created_at", "updated_at", "paid_at", "completed_at", "session", "notification"}
 _VARYING |= {"claims", "raw_body", "claim", "lease_until", "delivered_at", "last_checked_at"}
-
-
-def deliver(raw: str, channel: str = Channel.WEBHOOK) -> Notification:
-    return services.process_notification(raw, channel=channel, remote_addr="203.0.113.9")
 
 
 def row(instance: Any) -> dict[str, Any]:

@@ -15,15 +15,13 @@ from django.utils import timezone
 from django_etpay import services, tokens
 from django_etpay.exceptions import EtpayAPIError
 from django_etpay.models import Notification, PaymentSession
-from tests.factories import load_fixture, make_session, mint_jwt
+from tests.factories import STATUS_URL, load_fixture, make_session, mint_jwt
 
 pytestmark = pytest.mark.django_db
 
 Outcome = Notification.Outcome
 Reason = Notification.Reason
 Status = PaymentSession.Status
-
-STATUS_URL = "https://api.etpay.test/merchant/check_payment_status"
 
 
 def entry_for(session: PaymentSession, **overrides: Any) -> dict[str, Any]:

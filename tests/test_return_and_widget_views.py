@@ -12,6 +12,8 @@ from django.urls import reverse
 
 from django_etpay.models import Notification, PaymentSession
 from tests.factories import (
+    RETURN_URL,
+    WIDGET_URL,
     failing_session_saves,
     make_session,
     mint_jwt,
@@ -24,8 +26,6 @@ Outcome = Notification.Outcome
 Reason = Notification.Reason
 Status = PaymentSession.Status
 
-RETURN_URL = "/etpay/return/"
-WIDGET_URL = "/etpay/widget-result/"
 CSRF_SECRET = "A" * 16 + "b" * 16
 
 

@@ -22,7 +22,14 @@ from django.test.utils import CaptureQueriesContext
 from django_etpay import services, tokens
 from django_etpay.exceptions import EtpayResponseError
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
-from tests.factories import make_session, mint_jwt, mint_system_error_jwt
+from tests.factories import (
+    INIT_URL,
+    WRONG_KEY,
+    deliver,
+    make_session,
+    mint_jwt,
+    mint_system_error_jwt,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,9 +42,7 @@ SESSION = "django_etpay_paymentsession"
 NOTIFICATION = "django_etpay_notification"
 OUTBOX = "django_etpay_outboxeffect"
 
-WRONG_KEY = "not-the-session-key-" + "x" * 48
 
-INIT_URL = "https://api.etpay.test/session/initialize"
 REPLY = {"token": "sess-pinned-1", "signature_token": "sig-pinned-" + "k" * 60}
 
 _TABLE = re.compile(r'\b(?:FROM|INTO|UPDATE)\s+"?(\w+)"?', re.IGNORECASE)
@@ -118,10 +123,6 @@ def transactions(count: int) -> list[str]:
         connection.cursor().execute("SELECT 1")
     logged = any(q["sql"].startswith("BEGIN") for q in probe.captured_queries)
     return ["BEGIN", "COMMIT"] * count if logged else []
-
-
-def deliver(raw: str, channel: str = Channel.WEBHOOK) -> Notification:
-    return services.process_notification(raw, channel=channel, remote_addr="203.0.113.9")
 
 
 def paid_session() -> tuple[PaymentSession, str]:
