@@ -13,6 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_etpay import conf, operations, outbox
+from django_etpay.management import arguments
 
 
 class Command(BaseCommand):
@@ -27,12 +28,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--older-than",
-            type=operations.parse_duration,
+            type=arguments.duration,
             help="pending sessions older than this are due (30m, 2h, 1d; default SESSION_TTL)",
         )
         parser.add_argument(
             "--max-age",
-            type=operations.parse_duration,
+            type=arguments.duration,
             help="leave sessions older than this alone (default RECONCILE_MAX_AGE; 0: any age)",
         )
         parser.add_argument(
@@ -62,6 +63,10 @@ class Command(BaseCommand):
             raise CommandError(f'Unknown merchant alias {merchant!r}: see ETPAY["MERCHANTS"].')
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1.")
+        if options["limit"] is not None and options["limit"] < 1:
+            raise CommandError("--limit must be at least 1 (leave it out for no limit).")
+        if options["max_errors"] < 0:
+            raise CommandError("--max-errors must be at least 0 (0: never stop).")
         due = operations.due_sessions(
             older_than=options["older_than"], max_age=options["max_age"], merchant=merchant
         )
