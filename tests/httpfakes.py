@@ -317,9 +317,11 @@ def serving(
         deadline = time.monotonic() + startup_seconds
         while True:
             try:
-                requests.get(f"{served.base}{probe}", timeout=1)
+                requests.get(f"{served.base}{probe}", timeout=5)
                 break
-            except requests.ConnectionError:
+            # A process still starting may accept the connection and answer late: on a loaded
+            # machine that is a read timeout, not a failure, until the deadline.
+            except (requests.ConnectionError, requests.Timeout):
                 if process.poll() is not None or time.monotonic() > deadline:
                     process.kill()
                     output, _ = process.communicate(timeout=10)
