@@ -118,6 +118,8 @@ def test_every_environment_of_the_envlist_runs_when_every_python_is_there() -> N
     runnable, skipped = matrix.plan(envlist, everything)
     assert skipped == {}
     # Environments without a Python factor run on the preferred interpreter.
+    # The SQLite environment is pinned to its Python like the other pairs.
+    assert runnable["py311-django42-sqlite"] == "/p/3.11"
     for env in ("docs", "package"):
         assert runnable[env] == "/p/3.12"
     only_310 = matrix.plan(envlist, {"3.10": "/p/3.10"})[0]
