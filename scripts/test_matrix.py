@@ -37,6 +37,8 @@ UNPINNED_PREFERENCE = ("3.12", "3.13", "3.11", "3.10")
 #: Environments pinned to one Python by their name: the Django pairs (``py311-django42-sqlite``
 #: too), and ``py310-lowest``.
 PAIR = re.compile(r"^py3(\d+)-(?:django\d+(?:-sqlite)?|lowest)$")
+#: Environments started first, as they take longest.
+LONGEST = frozenset({"heavy"})
 #: Environments that run no pytest, hence write no gate report.
 NO_PYTEST = frozenset({"lint", "type", "docs"})
 #: Where tests/gate.py writes an environment's outcome (tox.ini: ETPAY_GATE_REPORT).
@@ -208,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--discover",
                 *sorted(set(interpreters.values())),
                 "-e",
-                ",".join(runnable),
+                ",".join(run_order(runnable)),
                 *overrides,
                 *args.tox_args,
             ]
@@ -220,6 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         total = 0.0
     return summarise(runnable, skipped, results, total, args.require_all, gate)
+
+
+def run_order(runnable: dict[str, str]) -> list[str]:
+    """The environments, longest first: ``heavy`` (about 8 minutes) starts at once, and the
+    others share the second slot, instead of ``heavy`` starting last and running alone."""
+    return sorted(runnable, key=lambda env: env not in LONGEST)
 
 
 def read_gate_reports(

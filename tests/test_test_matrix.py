@@ -231,3 +231,8 @@ def test_tox_sets_each_environment_s_database_and_passes_through_only_what_it_ne
     assert "sqlite: ETPAY_TEST_DB = sqlite" in set_env
     assert "ETPAY_GATE = 1" in set_env
     assert "ETPAY_GATE_REPORT = {env_dir}/" + matrix.GATE_REPORT in set_env
+
+
+def test_heavy_starts_first_and_the_rest_keep_their_order() -> None:
+    runnable = dict.fromkeys(["py310-lowest", "py312-django52", "heavy", "lint"], "/p")
+    assert matrix.run_order(runnable) == ["heavy", "py310-lowest", "py312-django52", "lint"]
