@@ -5,9 +5,10 @@ TOX_VENV := .venv-tox
 
 .PHONY: test example lint docs messages screenshots
 
-## Run the whole test matrix: every Django/Python pair whose Python is installed here (found
-## on PATH, in pyenv or the usual prefixes), the heavy suites, lint and mypy; ends with a
-## summary of what ran and what was skipped. TEST_ARGS="-e py312-django52" runs a subset.
+## Run the test gate: every environment of tox's env_list whose Python is installed here (found
+## on PATH, in pyenv or the usual prefixes), two at a time; ends with a summary of what ran and
+## each environment's tests passed, failed, skipped and rerun (docs/contributing.md).
+## TEST_ARGS="-e py312-django52" runs a subset.
 test:
 	$(PYTHON) scripts/test_matrix.py $(TEST_ARGS)
 

@@ -2,11 +2,15 @@
 
 ``make test`` calls this script. It finds Python 3.10-3.13 by itself (PATH, pyenv, the usual
 install prefixes), hands them to tox with ``--discover``, runs each tox environment whose
-interpreter exists, runs ``type`` (mypy) and ``heavy`` on the best interpreter found instead of
-skipping them, and ends with a table of what ran, what failed and what was skipped.
+interpreter exists (two at a time: ``--jobs``), runs ``type`` (mypy) and ``heavy`` on the best
+interpreter found instead of skipping them, and ends with a table of what ran: per environment
+its result and, for each pytest run, the tests passed, failed, skipped (allowed by
+``tests/allowed_skips.txt`` or not) and rerun, read from the JSON file ``tests/gate.py`` writes
+into the environment's directory. Every rerun is printed by name.
 
-Exit status: 0 only when every environment that ran passed and at least one Django/Python pair
-ran. ``--require-all`` (CI) also fails when an environment had to be skipped.
+Exit status: 0 only when every environment that ran passed, every pytest environment reported
+and skipped nothing outside the allow-list, and at least one Django/Python pair ran.
+``--require-all`` (CI) also fails when an environment had to be skipped.
 
 Standard library only: it runs before any virtual environment exists.
 """
@@ -24,13 +28,21 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SUPPORTED = ("3.10", "3.11", "3.12", "3.13")
 #: Environments without a ``pyXY`` factor, and the Python each prefers.
 UNPINNED_PREFERENCE = ("3.12", "3.13", "3.11", "3.10")
-#: Environments pinned to one Python by their name: the Django pairs, and ``py310-lowest``.
-PAIR = re.compile(r"^py3(\d+)-(?:django\d+|lowest)$")
+#: Environments pinned to one Python by their name: the Django pairs (``py311-django42-sqlite``
+#: too), and ``py310-lowest``.
+PAIR = re.compile(r"^py3(\d+)-(?:django\d+(?:-sqlite)?|lowest)$")
+#: Environments started first, as they take longest.
+LONGEST = frozenset({"heavy"})
+#: Environments that run no pytest, hence write no gate report.
+NO_PYTEST = frozenset({"lint", "type", "docs"})
+#: Where tests/gate.py writes an environment's outcome (tox.ini: ETPAY_GATE_REPORT).
+GATE_REPORT = "pytest-gate.json"
 
 
 def python_version(executable: str) -> str | None:
@@ -147,6 +159,13 @@ def main(argv: list[str] | None = None) -> int:
         help="fail when any environment has to be skipped (CI)",
     )
     parser.add_argument("-e", "--envs", help="comma-separated subset of tox environments")
+    parser.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=2,
+        help="environments run at the same time (default 2: heavy waits on the browser)",
+    )
     parser.add_argument("tox_args", nargs="*", help="extra arguments passed to tox run")
     args = parser.parse_args(argv)
 
@@ -166,7 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     runnable, skipped = plan(environments, interpreters)
 
     results: dict[str, tuple[str, float]] = {}
+    gate: dict[str, dict[str, Any] | None] = {}
     if runnable:
+        for env in runnable:
+            # A report left by an earlier run must not stand in for this one.
+            (ROOT / ".tox" / env / GATE_REPORT).unlink(missing_ok=True)
         overrides: list[str] = []
         for env, interpreter in runnable.items():
             if not PAIR.match(env):
@@ -176,7 +199,10 @@ def main(argv: list[str] | None = None) -> int:
             report = Path(tmp) / "tox-result.json"
             command = [
                 tox,
-                "run",
+                "run-parallel",
+                "--parallel",
+                str(max(args.jobs, 1)),
+                "--parallel-no-spinner",
                 "--skip-missing-interpreters",
                 "false",
                 "--result-json",
@@ -184,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--discover",
                 *sorted(set(interpreters.values())),
                 "-e",
-                ",".join(runnable),
+                ",".join(run_order(runnable)),
                 *overrides,
                 *args.tox_args,
             ]
@@ -192,9 +218,31 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run(command, cwd=ROOT, check=False)
             total = time.monotonic() - started
             results = read_results(report, runnable)
+        gate = read_gate_reports(ROOT / ".tox", runnable)
     else:
         total = 0.0
-    return summarise(runnable, skipped, results, total, args.require_all)
+    return summarise(runnable, skipped, results, total, args.require_all, gate)
+
+
+def run_order(runnable: dict[str, str]) -> list[str]:
+    """The environments, longest first: ``heavy`` (about 8 minutes) starts at once, and the
+    others share the second slot, instead of ``heavy`` starting last and running alone."""
+    return sorted(runnable, key=lambda env: env not in LONGEST)
+
+
+def read_gate_reports(
+    work_dir: Path, runnable: dict[str, str]
+) -> dict[str, dict[str, Any] | None]:
+    """environment -> its tests/gate.py report (``None``: a pytest environment wrote none)."""
+    reports: dict[str, dict[str, Any] | None] = {}
+    for env in runnable:
+        if env in NO_PYTEST:
+            continue
+        try:
+            reports[env] = json.loads((work_dir / env / GATE_REPORT).read_text())
+        except (OSError, ValueError):
+            reports[env] = None
+    return reports
 
 
 def read_results(report: Path, runnable: dict[str, str]) -> dict[str, tuple[str, float]]:
@@ -222,22 +270,56 @@ def summarise(
     results: dict[str, tuple[str, float]],
     total: float,
     require_all: bool,
+    gate: dict[str, dict[str, Any] | None] | None = None,
 ) -> int:
+    gate = gate or {}
     print("\nTest matrix summary")
-    print(f"  {'environment':<16} {'result':<12} {'seconds':>8}  interpreter / reason")
+    print(
+        f"  {'environment':<22} {'result':<12} {'seconds':>7} {'passed':>6} {'failed':>6}"
+        f" {'skip ok':>7} {'skip NOT':>8} {'reruns':>6}  interpreter / reason"
+    )
+    failed = [env for env, (outcome, _s) in results.items() if outcome != "passed"]
+    not_allowed: list[str] = []
+    reruns: list[str] = []
     for env, interpreter in runnable.items():
         outcome, seconds = results.get(env, ("did not run", 0.0))
-        print(f"  {env:<16} {outcome:<12} {seconds:>8.0f}  {interpreter}")
+        counts = " " * 41
+        if env in gate:
+            report = gate[env]
+            if report is None:
+                counts = f"{'no pytest report':>41}"
+                if env not in failed:
+                    failed.append(env)
+            else:
+                not_allowed += [
+                    f"{env}: {s['test']}: {s['reason']}" for s in report["skipped_not_allowed"]
+                ]
+                reruns += [f"{env}: {t} ({n}x)" for t, n in sorted(report["reruns"].items())]
+                counts = (
+                    f"{report['passed']:>6} {len(report['failed']):>6}"
+                    f" {len(report['skipped_allowed']):>7} {len(report['skipped_not_allowed']):>8}"
+                    f" {sum(report['reruns'].values()):>6}"
+                )
+        print(f"  {env:<22} {outcome:<12} {seconds:>7.0f} {counts}  {interpreter}")
     for env, why in skipped.items():
-        print(f"  {env:<16} {'SKIPPED':<12} {'':>8}  {why}")
-    failed = [env for env, (outcome, _s) in results.items() if outcome != "passed"]
+        print(f"  {env:<22} {'SKIPPED':<12} {'':>7} {'':41}  {why}")
+    for line in reruns:
+        print(f"  RERUN {line}")
+    for line in not_allowed:
+        print(f"  SKIP NOT ALLOWED {line}")
     pairs_ran = [env for env in runnable if PAIR.match(env) and env not in failed]
     print(
         f"\n  {len(runnable) - len(failed)} passed, {len(failed)} failed or not run, "
-        f"{len(skipped)} skipped, in {total:.0f} s"
+        f"{len(skipped)} skipped, {len(reruns)} test(s) rerun, in {total:.0f} s"
     )
     if failed:
         print(f"FAILED: {', '.join(failed)}")
+        return 1
+    if not_allowed:
+        print(
+            f"FAILED: {len(not_allowed)} test(s) skipped outside tests/allowed_skips.txt "
+            "(listed above)."
+        )
         return 1
     if not pairs_ran:
         print("FAILED: no Django/Python pair could run (install Python 3.10-3.13).")
@@ -248,7 +330,7 @@ def summarise(
             return 1
         print(f"PASSED, but {len(skipped)} environment(s) were SKIPPED: {', '.join(skipped)}.")
         return 0
-    print("PASSED: every environment ran.")
+    print("PASSED: every environment ran; no test skipped outside tests/allowed_skips.txt.")
     return 0
 
 

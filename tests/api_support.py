@@ -13,7 +13,7 @@ from django.conf import settings as django_settings
 from django.http import HttpResponseBase
 from rest_framework import exceptions
 
-INIT_URL = "https://api.etpay.test/session/initialize"
+from tests.factories import INIT_URL
 
 #: The orders the test hook knows, by the reference a browser sends: (order id, amount).
 ORDERS: dict[str, tuple[str, int]] = {

@@ -1,8 +1,10 @@
-"""Shared fixtures."""
+"""Shared fixtures, and the hook that gives the ``postgres`` marker its meaning."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from unittest import mock
 
 import pytest
 import responses as responses_lib
@@ -16,4 +18,28 @@ def mocked_responses() -> Iterator[responses_lib.RequestsMock]:
 
 
 # The fixtures a shop gets from django_etpay.testing, loaded the way a shop loads them.
-pytest_plugins = ["django_etpay.testing.pytest_plugin"]
+# tests/gate.py: a skip outside tests/allowed_skips.txt fails a gate run (ETPAY_GATE=1).
+pytest_plugins = ["django_etpay.testing.pytest_plugin", "tests.gate"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``postgres`` skip where the suite runs on SQLite, and only there.
+
+    The marker is the one place a test says it needs PostgreSQL: ``-m postgres`` selects all of
+    them, and tests/allowed_skips.txt allows exactly these skips, on SQLite.
+    """
+    if os.environ.get("ETPAY_TEST_DB") != "sqlite":
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL; this run uses SQLite (ETPAY_TEST_DB=sqlite)")
+    for item in items:
+        if item.get_closest_marker("postgres"):
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def receivers() -> Iterator[dict[str, mock.MagicMock]]:
+    """A mock receiver connected to each of the app's signals, keyed by signal name."""
+    from tests.factories import signal_mocks
+
+    with signal_mocks() as mocks:
+        yield mocks

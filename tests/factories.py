@@ -22,9 +22,19 @@ from django.db.models.signals import pre_save
 from django.dispatch import Signal
 
 from django_etpay import signals
-from django_etpay.models import PaymentSession
+from django_etpay.models import Notification, PaymentSession
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+#: A key no session was given: a JWT signed with it must be rejected.
+WRONG_KEY = "a-key-nobody-was-given-0123456789abcdefghijklmnop"
+#: The app's views, as tests/urls.py mounts django_etpay.urls.
+NOTIFICATION_URL = "/etpay/notification/"
+RETURN_URL = "/etpay/return/"
+WIDGET_URL = "/etpay/widget-result/"
+#: ETpay's API, at the API_URL of tests/settings.py.
+INIT_URL = "https://api.etpay.test/session/initialize"
+STATUS_URL = "https://api.etpay.test/merchant/check_payment_status"
 
 #: Every spelling of ``payment_status`` ETpay may use, and what it must mean, written out here
 #: rather than read from the code under test. A success spelling is money that moved; mapping
@@ -238,3 +248,10 @@ def signal_mocks() -> Iterator[dict[str, mock.MagicMock]]:
     finally:
         for signal, uid in connected:
             signal.disconnect(dispatch_uid=uid)
+
+
+def deliver(raw: str, channel: str = Notification.Channel.WEBHOOK) -> Notification:
+    """``process_notification`` as the notification view calls it, from a documentation address."""
+    from django_etpay import services
+
+    return services.process_notification(raw, channel=channel, remote_addr="203.0.113.9")

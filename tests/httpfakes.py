@@ -317,7 +317,7 @@ def serving(
         deadline = time.monotonic() + startup_seconds
         while True:
             try:
-                requests.get(f"{served.base}{probe}", timeout=1)
+                requests.get(f"{served.base}{probe}", timeout=5)
                 break
             # A server still starting on a busy machine may accept and answer late.
             except (requests.ConnectionError, requests.Timeout):

@@ -18,12 +18,11 @@ from django.utils import timezone
 
 from django_etpay.admin import CappedCountPaginator, NeedsAttentionFilter
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
-from tests.factories import make_session
+from tests.factories import STATUS_URL, make_session
 
 SIGNATURE_TOKEN = "sig-admin-test-0123456789abcdef0123456789abcdef"
 SESSIONS = "admin:django_etpay_paymentsession_changelist"
 NOTIFICATIONS = "admin:django_etpay_notification_changelist"
-STATUS_URL = "https://api.etpay.test/merchant/check_payment_status"
 
 
 @pytest.fixture

@@ -35,7 +35,9 @@ pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.attack.urls")]
 
 
 @pytest.fixture(scope="module")
-def fake_etpay() -> Iterator[FakeEtpay]:
+def attack_etpay_server() -> Iterator[FakeEtpay]:
+    """The attack harness's HTTP fake of ETpay (tests/attack), a real server on a port: not the
+    ``fake_etpay`` fixture of django_etpay.testing, which this name no longer hides."""
     server = FakeEtpay().start()
     yield server
     server.stop()
@@ -54,8 +56,10 @@ class Env:
 
 
 @pytest.fixture
-def env(settings: Any, fake_etpay: FakeEtpay, caplog: pytest.LogCaptureFixture) -> Iterator[Env]:
-    settings.ETPAY = {**settings.ETPAY, **ETPAY_OVERRIDES, "API_URL": fake_etpay.url}
+def env(
+    settings: Any, attack_etpay_server: FakeEtpay, caplog: pytest.LogCaptureFixture
+) -> Iterator[Env]:
+    settings.ETPAY = {**settings.ETPAY, **ETPAY_OVERRIDES, "API_URL": attack_etpay_server.url}
     fired: list[tuple[str, int]] = []
     receivers = []
     for name in ("payment_completed", "payment_failed"):
@@ -72,7 +76,7 @@ def env(settings: Any, fake_etpay: FakeEtpay, caplog: pytest.LogCaptureFixture) 
     finally:
         for name in receivers:
             getattr(etpay_signals, name).disconnect(dispatch_uid=f"corpus-{name}")
-    search.plain_keys.update(fake_etpay.issued_keys)
+    search.plain_keys.update(attack_etpay_server.issued_keys)
     search.search("records of this case", "log record", caplog.text)
     assert not search.hits, search.hits
 

@@ -11,7 +11,7 @@ import base64
 import io
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 from unittest import mock
 
@@ -26,12 +26,15 @@ from django.urls import include, path
 from django_etpay import views
 from django_etpay.models import Notification, PaymentSession
 from tests.factories import (
+    NOTIFICATION_URL,
+    RETURN_URL,
+    WIDGET_URL,
+    WRONG_KEY,
     make_session,
     mint_jwt,
     mint_system_error_jwt,
     raw_jws,
     sign,
-    signal_mocks,
 )
 from tests.testshop.admin import OrderAdmin
 from tests.testshop.models import Order
@@ -42,11 +45,7 @@ Outcome = Notification.Outcome
 Reason = Notification.Reason
 Status = PaymentSession.Status
 
-NOTIFICATION_URL = "/etpay/notification/"
-RETURN_URL = "/etpay/return/"
-WIDGET_URL = "/etpay/widget-result/"
 CSRF_SECRET = "C" * 16 + "d" * 16
-WRONG_KEY = "a-key-nobody-was-given-0123456789abcdefghijklmnop"
 
 # A second admin site, mounted only by the tests that use it, where a careless shop lists the
 # secret behind its foreign key in a filter and a search: the field itself must refuse.
@@ -64,12 +63,6 @@ urlpatterns = [
     path("careless-admin/", careless_site.urls),
     path("", include("tests.urls")),
 ]
-
-
-@pytest.fixture
-def receivers() -> Iterator[dict[str, mock.MagicMock]]:
-    with signal_mocks() as mocks:
-        yield mocks
 
 
 @pytest.fixture
@@ -513,8 +506,6 @@ def test_signed_result_with_unstorable_payer_fields_is_applied(
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_rejection_cap_holds_under_concurrency(settings: Any) -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL row locks")
     settings.ETPAY = {**settings.ETPAY, "MAX_REJECTED_PER_SESSION": 5}
     session = make_session()
     raw = mint_jwt(session, key=WRONG_KEY)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 from unittest import mock
@@ -16,18 +15,11 @@ from django.utils import timezone
 
 from django_etpay import operations
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
-from tests.factories import make_session, signal_mocks
+from tests.factories import STATUS_URL, make_session
 
 pytestmark = pytest.mark.django_db
 
 Status = PaymentSession.Status
-STATUS_URL = "https://api.etpay.test/merchant/check_payment_status"
-
-
-@pytest.fixture
-def receivers() -> Iterator[dict[str, mock.MagicMock]]:
-    with signal_mocks() as mocks:
-        yield mocks
 
 
 def run(*args: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 from unittest import mock
 
@@ -20,28 +20,15 @@ from django.db import connection
 from django.test import Client
 
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
-from tests.factories import make_session, mint_jwt, signal_mocks
+from tests.factories import NOTIFICATION_URL, RETURN_URL, WIDGET_URL, make_session, mint_jwt
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 THREADS = 24
-NOTIFICATION_URL = "/etpay/notification/"
-RETURN_URL = "/etpay/return/"
-WIDGET_URL = "/etpay/widget-result/"
 
 Send = Callable[[Client], Any]
 
 
-@pytest.fixture(autouse=True)
-def _postgres_only() -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("row locks need PostgreSQL; SQLite serialises writers differently")
-
-
-@pytest.fixture
-def receivers() -> Iterator[dict[str, mock.MagicMock]]:
-    with signal_mocks() as mocks:
-        yield mocks
 
 
 def deliver_together(senders: list[Send]) -> list[int]:

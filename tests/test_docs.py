@@ -19,6 +19,8 @@ from django.template import engines
 from django_etpay import conf, signals
 from django_etpay.models import Notification
 
+pytestmark = pytest.mark.repo
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 

@@ -7,7 +7,7 @@ app's notification view from a background thread, so every wait is a poll with a
 
 from __future__ import annotations
 
-import time
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 from unittest import mock
@@ -20,6 +20,8 @@ from django.test import RequestFactory
 from django_etpay import signals
 from django_etpay.exceptions import EtpayAPIError, EtpayTimeoutError
 from django_etpay.models import Notification, PaymentSession
+from django_etpay.sandbox import payments as sandbox_payments
+from django_etpay.sandbox import views as sandbox_views
 from django_etpay.services import initialize_session, reconcile_session
 from tests.subprocesses import wait_until
 
@@ -145,11 +147,23 @@ def test_webhook_never_then_reconcile_finds_the_payment(
 
 
 def test_late_webhook_pays_once_it_arrives(base_url: str, received: dict[str, mock.Mock]) -> None:
+    # The sandbox's delay is held by the test instead of timed: the webhook cannot arrive
+    # before the test has looked, however slow the machine.
+    waited: list[float] = []
+    release = threading.Event()
+
+    def hold(seconds: float) -> None:
+        waited.append(seconds)
+        assert release.wait(timeout=30)
+
     session = start(base_url, payment_completed_url="https://shop.example/done")
-    pay(session, faults="late=1")
-    # The sandbox waits 1 s before delivering: the session is still pending right after.
-    assert status_of(session) == "pending"
-    wait_until(sent(received["completed"]), "payment_completed after the late webhook")
+    with mock.patch.object(sandbox_payments, "time", mock.Mock(sleep=hold)):
+        pay(session, faults="late=1")
+        wait_until(lambda: waited == [1.0], "the sandbox waiting the 1 s it was told")
+        assert status_of(session) == "pending"
+        assert received["completed"].call_count == 0
+        release.set()
+        wait_until(sent(received["completed"]), "payment_completed after the late webhook")
     assert status_of(session) == "paid"
     assert received["completed"].call_count == 1
 
@@ -193,10 +207,22 @@ def test_slow_initialize_times_out_into_an_error_row(base_url: str, settings: An
         "API_URL": f"{base_url}/sandbox/faults/slow=1.5",
         "TIMEOUT": (2.0, 0.5),
     }
-    started = time.monotonic()
-    with pytest.raises(EtpayTimeoutError):
-        start(base_url)
-    assert time.monotonic() - started < 1.5
+    # The sandbox's 1.5 s are held by the test: the client's 0.5 s read timeout is what ends
+    # the call, once (no retry of a request whose outcome is unknown), not a clock reading.
+    slowed: list[float] = []
+    release = threading.Event()
+
+    def hold(seconds: float) -> None:
+        slowed.append(seconds)
+        release.wait(timeout=30)
+
+    with mock.patch.object(sandbox_views, "time", mock.Mock(sleep=hold)):
+        try:
+            with pytest.raises(EtpayTimeoutError):
+                start(base_url)
+            assert slowed == [1.5]
+        finally:
+            release.set()
     session = PaymentSession.objects.get()
     assert session.status == PaymentSession.Status.ERROR
     assert session.error_code == "timeout"

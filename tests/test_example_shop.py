@@ -11,7 +11,7 @@ import pytest
 
 SHOP_DIR = Path(__file__).resolve().parent.parent / "example_project"
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.repo]
 
 
 def manage(*args: str) -> subprocess.CompletedProcess[str]:

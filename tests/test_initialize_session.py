@@ -31,11 +31,11 @@ from django_etpay.models import PaymentSession
 from django_etpay.services import initialize_session
 from django_etpay.validators import rut_check_digit
 from tests import httpfakes
+from tests.factories import INIT_URL
 from tests.httpfakes import sent_json
 
 pytestmark = pytest.mark.django_db
 
-INIT_URL = "https://api.etpay.test/session/initialize"
 API_TOKEN = django_settings.TEST_MERCHANT_API_TOKEN
 SIGNATURE = "sig-initialize-SECRET-5f1c9a0e7b3d4c2a8e6f0b1d3c5a7e9f1b3d5c7a"
 REPLY = {"token": "sess-init-1", "signature_token": SIGNATURE, "terms_url": "https://t.test/tc"}

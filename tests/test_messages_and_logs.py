@@ -12,7 +12,6 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 from unittest import mock
@@ -29,13 +28,14 @@ from django_etpay.models import Notification, PaymentSession
 from tests.factories import (
     DROP,
     PUBLIC_KEY_PEM,
+    STATUS_URL,
+    WRONG_KEY,
     failing_session_saves,
     make_session,
     mint_jwt,
     mint_payment_claims,
     mint_system_error_jwt,
     sign,
-    signal_mocks,
 )
 
 pytestmark = pytest.mark.django_db
@@ -44,9 +44,6 @@ Channel = Notification.Channel
 Outcome = Notification.Outcome
 Reason = Notification.Reason
 Status = PaymentSession.Status
-
-WRONG_KEY = "a-key-nobody-was-given-0123456789abcdefghijklmnop"
-STATUS_URL = "https://api.etpay.test/merchant/check_payment_status"
 
 
 def lines(caplog: pytest.LogCaptureFixture, level: int = logging.DEBUG) -> list[tuple[Any, ...]]:
@@ -67,12 +64,6 @@ def lines(caplog: pytest.LogCaptureFixture, level: int = logging.DEBUG) -> list[
 def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG, logger="django_etpay")
     return caplog
-
-
-@pytest.fixture
-def receivers() -> Iterator[dict[str, mock.MagicMock]]:
-    with signal_mocks() as mocks:
-        yield mocks
 
 
 def process(raw: str, channel: str = Channel.WEBHOOK, **kwargs: Any) -> Notification:

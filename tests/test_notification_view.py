@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from unittest import mock
@@ -15,14 +15,15 @@ from django.urls import resolve, reverse
 
 from django_etpay.models import Notification, PaymentSession
 from tests.factories import (
+    NOTIFICATION_URL,
     PUBLIC_KEY_PEM,
+    WRONG_KEY,
     failing_session_saves,
     hmac_jws,
     make_session,
     mint_jwt,
     mint_payment_claims,
     raw_jws,
-    signal_mocks,
     tamper,
 )
 
@@ -32,13 +33,7 @@ Outcome = Notification.Outcome
 Reason = Notification.Reason
 Status = PaymentSession.Status
 
-URL = "/etpay/notification/"
-
-
-@pytest.fixture
-def receivers() -> Iterator[dict[str, mock.MagicMock]]:
-    with signal_mocks() as mocks:
-        yield mocks
+URL = NOTIFICATION_URL
 
 
 @pytest.fixture
@@ -178,8 +173,6 @@ def test_records_survive_with_atomic_requests(client: Client) -> None:
 # -- the shared attack and bad-input table ----------------------------------------------------
 
 Build = Callable[[PaymentSession, PaymentSession], tuple[str | bytes, str]]
-
-WRONG_KEY = "a-key-nobody-was-given-0123456789abcdefghijklmnop"
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 from unittest import mock
@@ -13,18 +12,12 @@ from django.utils import timezone
 
 from django_etpay import outbox, services
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
-from tests.factories import make_session, mint_jwt, signal_mocks
+from tests.factories import make_session, mint_jwt
 
 pytestmark = pytest.mark.django_db
 
 State = OutboxEffect.State
 Kind = OutboxEffect.Kind
-
-
-@pytest.fixture
-def receivers() -> Iterator[dict[str, mock.MagicMock]]:
-    with signal_mocks() as mocks:
-        yield mocks
 
 
 def pay(session: PaymentSession) -> Notification:

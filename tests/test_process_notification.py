@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 from unittest import mock
 
@@ -30,14 +30,6 @@ Reason = Notification.Reason
 Status = PaymentSession.Status
 
 Run = Callable[..., Notification]
-
-
-@pytest.fixture
-def receivers() -> Iterator[dict[str, mock.MagicMock]]:
-    from tests.factories import signal_mocks
-
-    with signal_mocks() as mocks:
-        yield mocks
 
 
 @pytest.fixture

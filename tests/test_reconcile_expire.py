@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 from unittest import mock
@@ -16,21 +15,13 @@ from django.utils import timezone
 from django_etpay import services, tokens
 from django_etpay.exceptions import EtpayAPIError
 from django_etpay.models import Notification, PaymentSession
-from tests.factories import load_fixture, make_session, mint_jwt, signal_mocks
+from tests.factories import STATUS_URL, load_fixture, make_session, mint_jwt
 
 pytestmark = pytest.mark.django_db
 
 Outcome = Notification.Outcome
 Reason = Notification.Reason
 Status = PaymentSession.Status
-
-STATUS_URL = "https://api.etpay.test/merchant/check_payment_status"
-
-
-@pytest.fixture
-def receivers() -> Iterator[dict[str, mock.MagicMock]]:
-    with signal_mocks() as mocks:
-        yield mocks
 
 
 def entry_for(session: PaymentSession, **overrides: Any) -> dict[str, Any]:
@@ -338,8 +329,6 @@ def test_expire_skips_a_session_locked_by_result_processing(
     """expire_sessions must neither wait for nor undo a result being applied."""
     from django.db import connection
 
-    if connection.vendor != "postgresql":
-        pytest.skip("skip_locked needs PostgreSQL row locks")
     session = make_session()
     other = make_session()
     age(session, timedelta(hours=2))

@@ -9,8 +9,12 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 import django_etpay
 from django_etpay.client import USER_AGENT
+
+pytestmark = pytest.mark.repo
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,11 +37,18 @@ def tox_factors() -> tuple[set[str], set[str]]:
     """(Python versions, Django versions) of the Django/Python pairs tox runs."""
     pythons: set[str] = set()
     djangos: set[str] = set()
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(ROOT / "tox.ini")
     for name in tox_envlist():
-        match = re.fullmatch(r"py3(\d+)-django(\d)(\d)", name)
+        match = re.fullmatch(r"py3(\d+)-(?:django(\d)(\d)(?:-sqlite)?|lowest)", name)
         if match:
             pythons.add(f"3.{match.group(1)}")
-            djangos.add(f"{match.group(2)}.{match.group(3)}")
+            if match.group(2):
+                djangos.add(f"{match.group(2)}.{match.group(3)}")
+            else:
+                pinned = re.search(r"^Django==(\d+\.\d+)", parser[f"testenv:{name}"]["deps"], re.M)
+                assert pinned is not None, f"{name} pins Django"
+                djangos.add(pinned.group(1))
     return pythons, djangos
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 from unittest import mock
 
@@ -13,11 +12,12 @@ from django.urls import reverse
 
 from django_etpay.models import Notification, PaymentSession
 from tests.factories import (
+    RETURN_URL,
+    WIDGET_URL,
     failing_session_saves,
     make_session,
     mint_jwt,
     mint_system_error_jwt,
-    signal_mocks,
 )
 
 pytestmark = pytest.mark.django_db
@@ -26,15 +26,7 @@ Outcome = Notification.Outcome
 Reason = Notification.Reason
 Status = PaymentSession.Status
 
-RETURN_URL = "/etpay/return/"
-WIDGET_URL = "/etpay/widget-result/"
 CSRF_SECRET = "A" * 16 + "b" * 16
-
-
-@pytest.fixture
-def receivers() -> Iterator[dict[str, mock.MagicMock]]:
-    with signal_mocks() as mocks:
-        yield mocks
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 from unittest import mock
 
@@ -23,7 +22,14 @@ from django.test.utils import CaptureQueriesContext
 from django_etpay import pipeline, services, tokens
 from django_etpay.exceptions import EtpayResponseError
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
-from tests.factories import make_session, mint_jwt, mint_system_error_jwt, signal_mocks
+from tests.factories import (
+    INIT_URL,
+    WRONG_KEY,
+    deliver,
+    make_session,
+    mint_jwt,
+    mint_system_error_jwt,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,9 +42,7 @@ SESSION = "django_etpay_paymentsession"
 NOTIFICATION = "django_etpay_notification"
 OUTBOX = "django_etpay_outboxeffect"
 
-WRONG_KEY = "not-the-session-key-" + "x" * 48
 
-INIT_URL = "https://api.etpay.test/session/initialize"
 REPLY = {"token": "sess-pinned-1", "signature_token": "sig-pinned-" + "k" * 60}
 
 _TABLE = re.compile(r'\b(?:FROM|INTO|UPDATE)\s+"?(\w+)"?', re.IGNORECASE)
@@ -85,12 +89,6 @@ def captured() -> Any:
     return capture
 
 
-@pytest.fixture
-def receivers() -> Iterator[dict[str, mock.MagicMock]]:
-    with signal_mocks() as mocks:
-        yield mocks
-
-
 def locked(table: str) -> str:
     """How a locking read of ``table`` shows (SQLite has no FOR UPDATE)."""
     suffix = " FOR UPDATE" if connection.vendor == "postgresql" else ""
@@ -121,10 +119,6 @@ def first_delivery() -> list[str]:
 #: A result that changes nothing: the read, the storage budget (a conditional UPDATE of the
 #: session's counter) and the record.
 BUDGETED = [f"SELECT {SESSION}", f"UPDATE {SESSION}", f"INSERT {NOTIFICATION}"]
-
-
-def deliver(raw: str, channel: str = Channel.WEBHOOK) -> Notification:
-    return services.process_notification(raw, channel=channel, remote_addr="203.0.113.9")
 
 
 def paid_session() -> tuple[PaymentSession, str]:

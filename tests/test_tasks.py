@@ -15,11 +15,9 @@ from django.utils import timezone
 
 from django_etpay import tasks
 from django_etpay.models import Notification, PaymentSession
-from tests.factories import make_session
+from tests.factories import STATUS_URL, make_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-STATUS_URL = "https://api.etpay.test/merchant/check_payment_status"
 
 
 def succeeded(result: Any) -> dict[str, Any]:

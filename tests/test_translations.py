@@ -98,6 +98,7 @@ def _regenerate(root: str, scratch: Path) -> Path:
     return copy
 
 
+@pytest.mark.repo
 @pytest.mark.parametrize("root", CATALOG_ROOTS)
 def test_the_shipped_catalogs_translate_every_string_in_the_source(
     root: str, tmp_path: Path
@@ -120,6 +121,7 @@ def test_the_shipped_catalogs_translate_every_string_in_the_source(
     assert not problems, "Run `make messages` and translate:\n" + "\n".join(problems)
 
 
+@pytest.mark.repo
 @pytest.mark.parametrize("root", CATALOG_ROOTS)
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_the_shipped_mo_files_are_compiled_from_the_po_files(

@@ -16,16 +16,21 @@ from django.test import Client, RequestFactory
 
 from django_etpay import pipeline, records, views
 from django_etpay.models import Notification, PaymentSession
-from tests.factories import make_session, mint_jwt, mint_payment_claims, sign
+from tests.factories import (
+    NOTIFICATION_URL,
+    RETURN_URL,
+    WIDGET_URL,
+    make_session,
+    mint_jwt,
+    mint_payment_claims,
+    sign,
+)
 
 pytestmark = pytest.mark.django_db
 
 Reason = Notification.Reason
 Status = PaymentSession.Status
 
-NOTIFICATION_URL = "/etpay/notification/"
-RETURN_URL = "/etpay/return/"
-WIDGET_URL = "/etpay/widget-result/"
 CSRF = "E" * 16 + "f" * 16
 
 

@@ -22,6 +22,7 @@ from django_etpay.models import PaymentSession
 from tests.factories import (
     DROP,
     PUBLIC_KEY_PEM,
+    WRONG_KEY,
     hmac_jws,
     mint_jwt,
     mint_payment_claims,
@@ -37,7 +38,6 @@ CHECKOUT = "/attack/checkout/"
 
 #: The CSRF secret the harness sets as cookie and header for requests with ``csrf=True``.
 CSRF_SECRET = "AttackCsrfSecret" + "x" * 16
-WRONG_KEY = "a-key-nobody-was-given-0123456789abcdefghijklmnop"
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,12 @@ from tests.browser.conftest import (
 
 pytestmark = pytest.mark.heavy
 
-expect = pytest.importorskip("playwright.sync_api").expect
+
+def expect(target: Any) -> Any:
+    """Playwright's ``expect``, imported when a test runs (see the ``browser`` fixture)."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(target)
 
 
 def dialog(page: Any) -> Any:

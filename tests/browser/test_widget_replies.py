@@ -17,7 +17,13 @@ from tests.browser.conftest import Shop, approve, buy, funnel_frame, wait_for_or
 
 pytestmark = pytest.mark.heavy
 
-expect = pytest.importorskip("playwright.sync_api").expect
+
+def expect(target: Any) -> Any:
+    """Playwright's ``expect``, imported when a test runs (see the ``browser`` fixture)."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(target)
+
 
 RESULT_URL = "**/etpay/widget-result/"
 UNKNOWN = (

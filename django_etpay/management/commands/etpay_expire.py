@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_etpay import operations
+from django_etpay.management import arguments
 
 
 class Command(BaseCommand):
@@ -21,7 +22,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--older-than",
-            type=operations.parse_duration,
+            type=arguments.duration,
             help="expire pending sessions older than this (30m, 2h, 1d; default SESSION_TTL)",
         )
         parser.add_argument("--batch-size", type=int, default=500, help="sessions per transaction")

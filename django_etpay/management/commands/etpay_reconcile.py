@@ -14,6 +14,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_etpay import conf, operations, outbox
+from django_etpay.management import arguments
 
 
 class Command(BaseCommand):
@@ -28,12 +29,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--older-than",
-            type=operations.parse_duration,
+            type=arguments.duration,
             help="pending sessions older than this are due (30m, 2h, 1d; default SESSION_TTL)",
         )
         parser.add_argument(
             "--max-age",
-            type=operations.parse_duration,
+            type=arguments.duration,
             help="leave sessions older than this alone (default RECONCILE_MAX_AGE; 0: any age)",
         )
         parser.add_argument(
@@ -79,6 +80,10 @@ class Command(BaseCommand):
             raise CommandError("--concurrency must be at least 1.")
         if options["max_per_second"] is not None and options["max_per_second"] <= 0:
             raise CommandError("--max-per-second must be above 0.")
+        if options["limit"] is not None and options["limit"] < 1:
+            raise CommandError("--limit must be at least 1 (leave it out for no limit).")
+        if options["max_errors"] < 0:
+            raise CommandError("--max-errors must be at least 0 (0: never stop).")
         due = operations.due_sessions(
             older_than=options["older_than"], max_age=options["max_age"], merchant=merchant
         )

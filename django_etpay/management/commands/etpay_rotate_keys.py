@@ -45,7 +45,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         check_only: bool = options["check"]
-        batch_size: int = max(1, options["batch_size"])
+        batch_size: int = options["batch_size"]
+        if batch_size < 1:
+            raise CommandError("--batch-size must be at least 1.")
         try:
             crypto.get_fernet()
         except EtpayConfigurationError as err:

@@ -29,6 +29,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if conf.get_config().get("ENVIRONMENT") != "sandbox":
             raise CommandError('The sandbox runs only with ETPAY["ENVIRONMENT"] = "sandbox".')
+        if not 1 <= options["port"] <= 65535:
+            raise CommandError(f"--port must be between 1 and 65535, not {options['port']}.")
         try:
             account = conf.get_merchant()
         except EtpayConfigurationError as err:
