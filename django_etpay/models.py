@@ -654,9 +654,12 @@ class Refund(TimestampMixin):
         _("amount"), help_text=_("Amount given back, in the session's currency (integer).")
     )
     reason = models.TextField(_("reason"), help_text=_("Why the money is given back."))
+    # No database constraint and nothing done when the user is deleted, as for
+    # PaymentSession.created_by: the user model may live on another database (a router).
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
         null=True,
         blank=True,
         related_name="+",

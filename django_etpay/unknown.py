@@ -193,6 +193,7 @@ def _record(
         claims={"merchant_order_id": session.merchant_order_id, "entries": answer},
         raw_body=json.dumps(answer, ensure_ascii=False, default=str),
         remote_addr=None,
+        system_error=False,
     )
     notification.save(using=using)
     return notification
@@ -367,6 +368,7 @@ def _decided(session: PaymentSession, detail: str, *, alias: str, before: str) -
         claims=None,
         raw_body="",
         remote_addr=None,
+        system_error=False,
     ).save(using=alias)
 
 

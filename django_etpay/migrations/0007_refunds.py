@@ -46,7 +46,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='refund',
             name='requested_by',
-            field=models.ForeignKey(blank=True, help_text='The user who asked for the refund; empty when code asked for it.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='requested by'),
+            field=models.ForeignKey(blank=True, help_text='The user who asked for the refund; empty when code asked for it.', null=True, on_delete=django.db.models.deletion.DO_NOTHING, db_constraint=False, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='requested by'),
         ),
         migrations.AddField(
             model_name='refund',
