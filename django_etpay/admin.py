@@ -388,6 +388,7 @@ class EnvironmentFilter(admin.SimpleListFilter):
             return queryset.filter(environment=self.value())
         return queryset
 
+
 # -- double payments and refunds --------------------------------------------------------------
 
 
@@ -637,7 +638,6 @@ class PaymentSessionAdmin(EvidenceOnly, SecretLookupGuard, _SessionAdminBase):
                         "merchant_order_id",
                         "amount_display",
                         "metadata_table",
-
                         "refunded_display",
                         "metadata",
                         "account_display",

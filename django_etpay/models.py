@@ -624,6 +624,7 @@ class OrderLock(models.Model):
     def __repr__(self) -> str:
         return f"<OrderLock pk={self.pk} order={self.merchant_order_id!r}>"
 
+
 # -- refunds ----------------------------------------------------------------------------------
 
 

@@ -29,8 +29,6 @@ THREADS = 24
 Send = Callable[[Client], Any]
 
 
-
-
 def deliver_together(senders: list[Send]) -> list[int]:
     """Run each sender in its own thread, all released at once; return the status codes."""
     barrier = threading.Barrier(len(senders))

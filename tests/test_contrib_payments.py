@@ -7,13 +7,10 @@ forged or foreign ones change nothing.
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
-from unittest import mock
 from urllib.parse import urlsplit
 
 import pytest
@@ -21,6 +18,7 @@ import pytest
 payments = pytest.importorskip("payments", reason="needs django-payments (the extra `payments`)")
 
 from django.core.exceptions import ImproperlyConfigured  # noqa: E402
+from django.db.models import Sum  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import override_settings  # noqa: E402
 from payments import PaymentError, PaymentStatus, RedirectNeeded  # noqa: E402
@@ -28,9 +26,10 @@ from payments import core as payments_core  # noqa: E402
 from payments.signals import status_changed  # noqa: E402
 
 from django_etpay import apps as etpay_apps  # noqa: E402
+from django_etpay import refunds, signals  # noqa: E402
 from django_etpay.contrib.payments import EtpayProvider, receivers  # noqa: E402
 from django_etpay.contrib.payments.provider import PAYMENT_METADATA_NAME  # noqa: E402
-from django_etpay.models import Notification, PaymentSession  # noqa: E402
+from django_etpay.models import Notification, PaymentSession, Refund  # noqa: E402
 from django_etpay.services import expire_sessions  # noqa: E402
 from django_etpay.testing import FakeEtpay, sign_result  # noqa: E402
 from tests.factories import make_session  # noqa: E402
@@ -547,78 +546,125 @@ def test_the_static_callback_without_a_known_session_finds_nothing(fake_etpay: F
 # -- refunds -----------------------------------------------------------------------------------
 
 
-def test_refund_without_the_refund_ledger_says_where_refunds_are_made(
-    fake_etpay: FakeEtpay,
-) -> None:
-    payment = new_payment()
-    session = paid_through_checkout(fake_etpay, payment)
-    fake_etpay.notify(session)
-    payment.refresh_from_db()
-    with (
-        mock.patch.dict(sys.modules, {"django_etpay.refunds": None}),
-        pytest.raises(PaymentError, match="back-office"),
-    ):
-        payment.refund()
+def paid_and_confirmed(fake: FakeEtpay, payment: Payment) -> PaymentSession:
+    """Pay ``payment`` at the fake ETpay and deliver the signed webhook: it is ``CONFIRMED``."""
+    session = paid_through_checkout(fake, payment)
+    fake.notify(session)
     payment.refresh_from_db()
     assert payment.status == PaymentStatus.CONFIRMED
-    assert payment.captured_amount == Decimal("15990")
+    session.refresh_from_db()
+    assert session.status == Status.PAID
+    return session
 
 
-def test_refund_goes_through_the_refund_ledger_when_there_is_one(fake_etpay: FakeEtpay) -> None:
-    payment = new_payment()
-    session = paid_through_checkout(fake_etpay, payment)
-    fake_etpay.notify(session)
-    payment.refresh_from_db()
-    ledger = types.ModuleType("django_etpay.refunds")
-    ledger.request_refund = mock.Mock()  # type: ignore[attr-defined]
-    with mock.patch.dict(sys.modules, {"django_etpay.refunds": ledger}):
-        payment.refund(Decimal("5990"))
-        payment.refresh_from_db()
-        assert payment.captured_amount == Decimal("10000")
-        assert payment.status == PaymentStatus.CONFIRMED
-        with pytest.raises(PaymentError, match="without cents"):
-            payment.refund(Decimal("0.5"))
-        payment.refund()
-    ledger.request_refund.assert_has_calls(
-        [
-            mock.call(session, 5990, reason=f"django-payments refund of {payment.pk}"),
-            mock.call(session, 10000, reason=f"django-payments refund of {payment.pk}"),
-        ]
+def ledger_of(session: PaymentSession) -> list[tuple[int, str]]:
+    """``(amount, state)`` of the session's refunds, oldest first."""
+    return list(
+        Refund.objects.filter(session=session).order_by("pk").values_list("amount", "state")
     )
+
+
+def test_partial_refunds_are_recorded_in_the_refund_ledger(
+    fake_etpay: FakeEtpay, django_capture_on_commit_callbacks: Any
+) -> None:
+    payment = new_payment()
+    session = paid_and_confirmed(fake_etpay, payment)
+    requested: list[Refund] = []
+
+    def record(sender: Any, refund: Refund, **kwargs: Any) -> None:
+        requested.append(refund)
+
+    signals.refund_requested.connect(record, dispatch_uid="test-payments-refund-requested")
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            payment.refund(Decimal("5990"))
+    finally:
+        signals.refund_requested.disconnect(dispatch_uid="test-payments-refund-requested")
+
+    refund = Refund.objects.get()
+    assert (refund.session_id, refund.amount, refund.state) == (
+        session.pk,
+        5990,
+        Refund.State.REQUESTED,
+    )
+    assert refund.reason == f"django-payments refund of {payment.pk}"
+    assert requested == [refund]
+    payment.refresh_from_db()
+    assert payment.captured_amount == Decimal("10000")
+    assert payment.status == PaymentStatus.CONFIRMED
+    assert refunds.refundable_amount(session) == 10000
+
+    with pytest.raises(PaymentError, match="without cents") as cents:
+        payment.refund(Decimal("0.5"))
+    assert cents.value.code == "amount"
+    assert ledger_of(session) == [(5990, Refund.State.REQUESTED)]
+
+    payment.refund()  # the rest of what is captured
+    assert ledger_of(session) == [(5990, Refund.State.REQUESTED), (10000, Refund.State.REQUESTED)]
+    payment.refresh_from_db()
+    assert payment.captured_amount == 0
+    assert payment.status == PaymentStatus.REFUNDED
+    assert refunds.refundable_amount(session) == 0
+
+
+def test_a_refund_above_what_is_left_is_a_payment_error(fake_etpay: FakeEtpay) -> None:
+    payment = new_payment()
+    session = paid_and_confirmed(fake_etpay, payment)
+    # Staff gave 10000 back in the admin: the ledger knows, the Payment's captured_amount not.
+    refunds.request_refund(session, 10000, reason="Returned item")
+
+    with pytest.raises(PaymentError, match=r"exceeds what is left .*\(5990\)") as err:
+        payment.refund(Decimal("6000"))
+    assert err.value.code == "refund"
+    assert ledger_of(session) == [(10000, Refund.State.REQUESTED)]
+    payment.refresh_from_db()
+    assert payment.captured_amount == Decimal("15990")
+    assert payment.status == PaymentStatus.CONFIRMED
+
+    payment.refund(Decimal("5990"))
+    payment.refresh_from_db()
+    assert payment.captured_amount == Decimal("10000")
+    with pytest.raises(PaymentError, match=r"exceeds what is left .*\(0\)"):
+        payment.refund()
+    total = Refund.objects.filter(session=session).aggregate(total=Sum("amount"))["total"]
+    assert total == session.order_amount == 15990
+    payment.refresh_from_db()
+    assert payment.captured_amount == Decimal("10000")
+
+
+def test_a_failed_ledger_refund_can_be_requested_again(fake_etpay: FakeEtpay) -> None:
+    payment = new_payment()
+    session = paid_and_confirmed(fake_etpay, payment)
+    first = refunds.request_refund(session, 15990, reason="Cancelled order")
+    with pytest.raises(PaymentError, match="exceeds what is left"):
+        EtpayProvider().refund(payment, Decimal("15990"))
+    refunds.fail_refund(first, reason="The payer's account was closed")
+
+    payment.refund()
+    assert ledger_of(session) == [(15990, Refund.State.FAILED), (15990, Refund.State.REQUESTED)]
     payment.refresh_from_db()
     assert payment.status == PaymentStatus.REFUNDED
 
 
-def test_a_refund_the_ledger_refuses_is_a_payment_error(fake_etpay: FakeEtpay) -> None:
-    payment = new_payment()
-    session = paid_through_checkout(fake_etpay, payment)
-    fake_etpay.notify(session)
-    payment.refresh_from_db()
-    ledger = types.ModuleType("django_etpay.refunds")
-    ledger.request_refund = mock.Mock(  # type: ignore[attr-defined]
-        side_effect=ValueError("Refunds would exceed the amount paid.")
-    )
-    with (
-        mock.patch.dict(sys.modules, {"django_etpay.refunds": ledger}),
-        pytest.raises(PaymentError, match="exceed the amount paid") as err,
-    ):
-        payment.refund(Decimal("100"))
-    assert err.value.code == "refund"
-    payment.refresh_from_db()
-    assert payment.captured_amount == Decimal("15990")
-
-
-def test_refund_of_a_payment_with_no_paid_session_is_refused(fake_etpay: FakeEtpay) -> None:
+@pytest.mark.parametrize("settle", ["pending", "rejected"])
+def test_refund_of_a_payment_with_no_paid_session_is_refused(
+    fake_etpay: FakeEtpay, settle: str
+) -> None:
     payment = new_payment()
     checkout(payment)
-    ledger = types.ModuleType("django_etpay.refunds")
-    ledger.request_refund = mock.Mock()  # type: ignore[attr-defined]
-    with (
-        mock.patch.dict(sys.modules, {"django_etpay.refunds": ledger}),
-        pytest.raises(PaymentError, match="no paid ETpay session"),
-    ):
+    session = PaymentSession.objects.get()
+    if settle == "rejected":
+        fake_etpay.reject(session)
+        fake_etpay.notify(session)
+        session.refresh_from_db()
+        assert session.status == Status.FAILED
+    with pytest.raises(PaymentError, match="no paid ETpay session") as err:
         EtpayProvider().refund(payment, Decimal("100"))
-    ledger.request_refund.assert_not_called()
+    assert err.value.code == "refund"
+    # django-payments itself refuses before asking the provider: the payment is not confirmed.
+    with pytest.raises(ValueError, match="Only charged payments"):
+        payment.refund(Decimal("100"))
+    assert not Refund.objects.exists()
 
 
 # -- start-up ----------------------------------------------------------------------------------

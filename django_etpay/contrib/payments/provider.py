@@ -20,8 +20,13 @@ from django.urls import reverse
 from payments import PaymentError, PaymentStatus, RedirectNeeded
 from payments.core import BasicProvider, get_base_url
 
-from django_etpay import conf, services, tokens
-from django_etpay.exceptions import EtpayAPIError, EtpayError, EtpayVerificationError
+from django_etpay import conf, refunds, services, tokens
+from django_etpay.exceptions import (
+    EtpayAPIError,
+    EtpayError,
+    EtpayRefundError,
+    EtpayVerificationError,
+)
 from django_etpay.models import Notification, PaymentSession
 from django_etpay.views import NotificationView, ResultBodyError, ResultStateMixin, ReturnView
 
@@ -265,31 +270,28 @@ class EtpayProvider(BasicProvider):  # type: ignore[misc]  # django-payments shi
         raise PaymentError("ETpay payments cannot be pre-authorised or released.")
 
     def refund(self, payment: BasePayment, amount: Any = None) -> int:
-        """Refund ``amount`` (default: all of it) through this app's refund ledger.
+        """Refund ``amount`` (default: all that is captured) through this app's refund ledger.
 
-        With :mod:`django_etpay.refunds` available, records the refund request against the
-        payment's paid session (``request_refund``) and returns the amount, which
-        django-payments subtracts from ``captured_amount``. Without it, raises
-        :class:`~payments.PaymentError`: refunds are then made in ETpay's back-office.
+        Records the refund against the payment's paid session with
+        :func:`django_etpay.refunds.request_refund` (a ``requested`` :class:`Refund`, carried
+        out by ``ETPAY["REFUND_BACKEND"]``) and returns the amount, which django-payments
+        subtracts from ``captured_amount``. Raises :class:`~payments.PaymentError`, recording
+        nothing: code ``"amount"`` for an amount with cents, code ``"refund"`` when the payment
+        has no paid session or the ledger refuses (more than is left to refund on the session,
+        refunds made elsewhere, in the admin for example, counting too; a session no longer
+        paid).
         """
-        try:
-            from django_etpay import refunds  # type: ignore[attr-defined,unused-ignore]
-        except ImportError:
-            raise PaymentError(
-                "This version of django-etpay cannot refund: make the refund in ETpay's "
-                "back-office (ETpay refunds through its Payouts service)."
-            ) from None
         session = self.sessions_of(payment).filter(status=Status.PAID).first()
         if session is None:
-            raise PaymentError("This payment has no paid ETpay session to refund.")
+            raise PaymentError("This payment has no paid ETpay session to refund.", code="refund")
         value = self.whole(payment.captured_amount if amount is None else amount)
         try:
             refunds.request_refund(
                 session, value, reason=f"django-payments refund of {payment.pk}"
             )
-        except (EtpayError, ValueError) as err:
-            # The ledger refused (more than was paid, a refund already under way...).
-            raise PaymentError(str(err), code="refund") from None
+        except EtpayRefundError as err:
+            # The ledger's messages name amounts and the session, never a secret.
+            raise PaymentError(f"The refund was refused: {err}", code="refund") from None
         return value
 
     @staticmethod
@@ -297,7 +299,9 @@ class EtpayProvider(BasicProvider):  # type: ignore[misc]  # django-payments shi
         """``amount`` as whole pesos; :class:`~payments.PaymentError` with cents."""
         value = Decimal(amount)
         if value != value.to_integral_value() or value <= 0:
-            raise PaymentError("ETpay amounts are whole, positive amounts without cents.")
+            raise PaymentError(
+                "ETpay amounts are whole, positive amounts without cents.", code="amount"
+            )
         return int(value)
 
     def cancel(self, payment: BasePayment) -> None:
