@@ -57,6 +57,8 @@ def test_reconcile_task_arguments(mocked_responses: responses_lib.RequestsMock) 
     assert succeeded(tasks.reconcile.enqueue(older_than_seconds=600, limit=5))["checked"] == 1
 
 
+# Threads writing at once: SQLite's shared in-memory test database answers "table is locked".
+@pytest.mark.postgres
 def test_reconcile_task_concurrency_and_rate(
     mocked_responses: responses_lib.RequestsMock,
 ) -> None:
