@@ -394,14 +394,16 @@ def summary_rows(results: Results) -> list[dict[str, Any]]:
             "figure": "notification view / floor (requests/s)",
             "rounds": throughput,
             "median": statistics.median(throughput),
-            "goal": 0.8,
+            # A guard, not a target: the pipeline uses public Django APIs only (a row lock in a
+            # transaction, then save()); hand-built SQL bought speed at the cost of deployments.
+            "goal": 0.5,
             "higher_is_better": True,
         },
         {
             "figure": "notification view p99 / floor p99",
             "rounds": p99,
             "median": statistics.median(p99),
-            "goal": 1.5,
+            "goal": 2.0,
             "higher_is_better": False,
         },
     ]
