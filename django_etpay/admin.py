@@ -31,15 +31,15 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.functional import cached_property
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from django_etpay import conf, operations, outbox
+from django_etpay import conf, operations, outbox, validators
 from django_etpay.exceptions import EtpayConfigurationError
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
-from django_etpay.money import format_amount
+from django_etpay.money import format_money
 
 if TYPE_CHECKING:
     # The admin classes are generic only for type checkers; Django's are not subscriptable.
@@ -148,7 +148,65 @@ def _outcome_label(notification: Notification) -> str:
         return str(_("Rejected: %(reason)s") % {"reason": reason})
     if notification.outcome == Outcome.DUPLICATE and notification.reason:
         return str(notification.get_reason_display())
+    if notification.outcome == Outcome.DUPLICATE:
+        return str(_("Repeat: changed nothing (expected)"))
     return str(notification.get_outcome_display())
+
+
+#: Shown on a repeat's page: ETpay and the payer's browser both bring the same result.
+REPEAT_EXPLANATION = _(
+    "The same result arrived again: ETpay sends it by webhook and the payer's browser brings "
+    "it back too, so most payments have one. It was recorded and changed nothing. This is "
+    "expected, not a fault."
+)
+
+#: The environments' names as staff read them (the stored values are ETpay's own words).
+ENVIRONMENT_LABELS = {
+    "sandbox": _("Sandbox"),
+    "preproduction": _("Pre-production"),
+    "production": _("Production"),
+}
+
+
+def _environment_label(value: str) -> str:
+    return str(ENVIRONMENT_LABELS.get(value, value))
+
+
+def _rut_display(value: str) -> str:
+    """``111111111`` -> ``11.111.111-1``; a value that is not a RUT is shown as it came."""
+    if len(value) >= 2 and value[:-1].isdigit() and (value[-1].isdigit() or value[-1] in "kK"):
+        return validators.format_rut(value.upper())
+    return value or "-"
+
+
+def _metadata_table(entries: Any) -> SafeString | str:
+    """The metadata as a small table: name, value and whether ETpay shows it to the payer."""
+    if not entries:
+        return "-"
+    if not isinstance(entries, list):
+        return format_html("<pre>{}</pre>", json.dumps(entries, ensure_ascii=False))
+    rows = format_html_join(
+        "",
+        "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+        (
+            (
+                entry.get("name", ""),
+                entry.get("value", ""),
+                _("yes") if entry.get("show") is True else _("no"),
+            )
+            if isinstance(entry, dict)
+            else (json.dumps(entry, ensure_ascii=False), "", "")
+            for entry in entries
+        ),
+    )
+    return format_html(
+        '<table class="etpay-metadata"><thead><tr><th>{}</th><th>{}</th><th>{}</th></tr>'
+        "</thead><tbody>{}</tbody></table>",
+        _("name"),
+        _("value"),
+        _("shown to the payer"),
+        rows,
+    )
 
 
 def _session_link(admin_site: str, session: PaymentSession | None) -> SafeString | str:
@@ -302,6 +360,21 @@ class EffectInline(EvidenceOnly, _EffectInlineBase):
     verbose_name_plural = _("signals to the shop")
 
 
+class EnvironmentFilter(admin.SimpleListFilter):
+    """The environment, by its translated name."""
+
+    title = _("environment")
+    parameter_name = "environment"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(value, _environment_label(value)) for value in conf.ENVIRONMENTS]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() in conf.ENVIRONMENTS:
+            return queryset.filter(environment=self.value())
+        return queryset
+
+
 # -- sessions ---------------------------------------------------------------------------------
 
 
@@ -316,7 +389,7 @@ class PaymentSessionAdmin(EvidenceOnly, SecretLookupGuard, _SessionAdminBase):
         NeedsAttentionFilter,
         "needs_reconciliation",
         "outcome_unknown",
-        "environment",
+        EnvironmentFilter,
         MerchantFilter,
         ("created_at", admin.DateFieldListFilter),
     )
@@ -344,7 +417,7 @@ class PaymentSessionAdmin(EvidenceOnly, SecretLookupGuard, _SessionAdminBase):
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         payer: tuple[str, ...] = ("customer_email", "user_bank_code", "payer_bank")
         if _can_see_payer_data(request):
-            payer += ("user_rut", "is_rut_block", "payer_rut", "payer_account")
+            payer += ("user_rut_display", "is_rut_block", "payer_rut_display", "payer_account")
         else:
             payer += ("payer_data_hidden",)
         return (
@@ -354,9 +427,9 @@ class PaymentSessionAdmin(EvidenceOnly, SecretLookupGuard, _SessionAdminBase):
                     "fields": (
                         "merchant_order_id",
                         "amount_display",
-                        "metadata",
+                        "metadata_table",
                         "account_display",
-                        "environment",
+                        "environment_display",
                     )
                 },
             ),
@@ -421,7 +494,7 @@ class PaymentSessionAdmin(EvidenceOnly, SecretLookupGuard, _SessionAdminBase):
 
     @admin.display(description=_("amount"), ordering="order_amount")
     def amount_display(self, obj: PaymentSession) -> str:
-        return format_amount(int(obj.order_amount), obj.currency)
+        return format_money(int(obj.order_amount), obj.currency)
 
     @admin.display(description=_("status"), ordering="status")
     def status_display(self, obj: PaymentSession) -> SafeString | str:
@@ -442,6 +515,22 @@ class PaymentSessionAdmin(EvidenceOnly, SecretLookupGuard, _SessionAdminBase):
     @admin.display(description=_("account"), ordering="merchant")
     def account_display(self, obj: PaymentSession) -> str:
         return obj.merchant or str(_("default"))
+
+    @admin.display(description=_("metadata"))
+    def metadata_table(self, obj: PaymentSession) -> SafeString | str:
+        return _metadata_table(obj.metadata)
+
+    @admin.display(description=_("environment"), ordering="environment")
+    def environment_display(self, obj: PaymentSession) -> str:
+        return _environment_label(obj.environment)
+
+    @admin.display(description=_("payer RUT (sent)"))
+    def user_rut_display(self, obj: PaymentSession) -> str:
+        return _rut_display(obj.user_rut)
+
+    @admin.display(description=_("payer RUT"))
+    def payer_rut_display(self, obj: PaymentSession) -> str:
+        return _rut_display(obj.payer_rut)
 
     @admin.display(description=_("payer RUT and account"))
     def payer_data_hidden(self, obj: PaymentSession) -> str:
@@ -569,7 +658,7 @@ class NotificationAdmin(EvidenceOnly, SecretLookupGuard, _NotificationAdminBase)
             "session_display",
             "channel",
             "outcome_label",
-            "outcome",
+            "outcome_explanation",
             "reason",
             "detail",
             "result",
@@ -606,6 +695,12 @@ class NotificationAdmin(EvidenceOnly, SecretLookupGuard, _NotificationAdminBase)
     def outcome_label(self, obj: Notification) -> str:
         return _outcome_label(obj)
 
+    @admin.display(description=_("what it means"))
+    def outcome_explanation(self, obj: Notification) -> str:
+        if obj.outcome == Outcome.DUPLICATE and not obj.reason:
+            return str(REPEAT_EXPLANATION)
+        return "-"
+
     @admin.display(description=_("received"), ordering="created_at")
     def received_display(self, obj: Notification) -> SafeString | str:
         url = reverse(f"{self.admin_site.name}:django_etpay_notification_change", args=[obj.pk])
@@ -620,7 +715,7 @@ class NotificationAdmin(EvidenceOnly, SecretLookupGuard, _NotificationAdminBase)
         session = obj.session
         if session is None:
             return "-"
-        return format_amount(int(session.order_amount), session.currency)
+        return format_money(int(session.order_amount), session.currency)
 
     @admin.display(description=_("claims"))
     def claims_pretty(self, obj: Notification) -> SafeString | str:

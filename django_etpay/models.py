@@ -546,3 +546,51 @@ class OutboxEffect(models.Model):
             f"<OutboxEffect pk={self.pk} kind={self.kind} session={self.session_id} "
             f"state={self.state} attempts={self.attempts}>"
         )
+
+
+class OrderLock(models.Model):
+    """One row per order of a merchant account: who is creating its ETpay session right now.
+
+    :func:`django_etpay.orders.session_for_order` claims the row with a conditional ``UPDATE``
+    before it creates a session, so that two requests for the same order (a reload, a second
+    tab) get one session between them: the second waits for the first's session instead of
+    opening another. The claim expires by itself (``claimed_until``) if its holder dies.
+    """
+
+    merchant = models.CharField(
+        _("merchant alias"),
+        max_length=64,
+        blank=True,
+        default="",
+        help_text=_('Alias in ETPAY["MERCHANTS"]; empty for the default account.'),
+    )
+    merchant_order_id = models.CharField(
+        _("merchant order id"), max_length=64, help_text=_("The shop's own order id.")
+    )
+    claim = models.CharField(
+        _("claim"),
+        max_length=32,
+        blank=True,
+        help_text=_("Identifies the request creating the order's session; empty when none."),
+    )
+    claimed_until = models.DateTimeField(
+        _("claimed until"),
+        null=True,
+        blank=True,
+        help_text=_("When the claim ends even if its request never finished."),
+    )
+
+    class Meta:
+        verbose_name = _("ETpay order lock")
+        verbose_name_plural = _("ETpay order locks")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["merchant", "merchant_order_id"], name="etpay_order_lock_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"ETpay order lock for order {self.merchant_order_id}"
+
+    def __repr__(self) -> str:
+        return f"<OrderLock pk={self.pk} order={self.merchant_order_id!r}>"

@@ -22,3 +22,16 @@ def format_amount(amount: int, currency: str | None = None) -> str:
     if code == "CLP":
         return f"{sign}{SYMBOLS['CLP']}{grouped}"
     return f"{sign}{grouped} {code}"
+
+
+def format_money(amount: int, currency: str | None = None) -> str:
+    """``6990`` -> ``"$6.990 CLP"``: :func:`format_amount` followed by the currency code.
+
+    What every page shows a person (the shop's pages through the ``etpay_money`` template
+    filter, the payment dialog, the sandbox, the admin): the code says which peso it is, since
+    CLP and MXN both write ``$``. ``currency`` defaults to CLP, as in :func:`format_amount`.
+    """
+    text = format_amount(amount, currency)
+    code = currency.upper() if currency else "CLP"
+    # format_amount already ends a currency other than CLP with its code.
+    return text if text.endswith(f" {code}") else f"{text} {code}"

@@ -27,7 +27,7 @@ from django.utils.translation import gettext
 from django_etpay import conf, validators
 from django_etpay.exceptions import EtpayConfigurationError
 from django_etpay.models import PaymentSession
-from django_etpay.money import format_amount
+from django_etpay.money import format_money
 
 #: Templates behind each function; override them in your project's templates folder.
 WIDGET_TEMPLATE = "django_etpay/widget.html"
@@ -103,7 +103,7 @@ def _summary(session: PaymentSession) -> dict[str, Any]:
         for entry in (session.metadata or [])
         if isinstance(entry, dict) and entry.get("show") is True
     ]
-    amount = format_amount(int(session.order_amount), session.currency or "CLP")
+    amount = format_money(int(session.order_amount), session.currency or "CLP")
     return {
         "order": session.merchant_order_id,
         "amount": amount,

@@ -26,7 +26,9 @@ PY="$VENV/bin/python"
 if ! "$PY" -c "import django, jwt, requests, rest_framework, django_etpay" 2>/dev/null; then
     echo "Installing django-etpay and its dependencies (pip install -e .)"
     "$PY" -m pip install --quiet --upgrade pip
-    "$PY" -m pip install --quiet -e "$REPO_DIR"
+    # setuptools prints a banner on every editable install (folders named like the package
+    # may shadow it); the checkout's django_etpay/ is the package itself, so it is noise.
+    PYTHONWARNINGS="ignore:Editable installation" "$PY" -m pip install --quiet -e "$REPO_DIR"
 fi
 
 cd "$SHOP_DIR"

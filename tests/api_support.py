@@ -19,6 +19,7 @@ INIT_URL = "https://api.etpay.test/session/initialize"
 ORDERS: dict[str, tuple[str, int]] = {
     "cart-mug": ("OC-API-MUG", 6990),
     "cart-big": ("OC-API-BIG", 1_250_000),
+    "cart-tea": ("OC-API-TEA", 2990),
 }
 
 _signatures = itertools.count(1)

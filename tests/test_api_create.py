@@ -95,6 +95,23 @@ def test_creates_the_session_the_hook_names(
     assert_no_secrets(response, *signatures)
 
 
+def test_a_repeated_create_gets_the_orders_live_session(
+    client_for: APIClient, mocked_responses: responses_lib.RequestsMock
+) -> None:
+    """A double click or a second tab: one ETpay session for the order, not two."""
+    etpay_replies(mocked_responses)
+
+    first = post(client_for, {"order": "cart-mug"})
+    again = post(client_for, {"order": "cart-mug"})
+    other = post(client_for, {"order": "cart-big"})
+
+    assert [first.status_code, again.status_code, other.status_code] == [201, 201, 201]
+    assert again.json()["token"] == first.json()["token"]
+    assert other.json()["token"] != first.json()["token"]
+    assert len(mocked_responses.calls) == 2
+    assert PaymentSession.objects.filter(merchant_order_id="OC-API-MUG").count() == 1
+
+
 def test_the_reply_is_never_cached(
     client_for: APIClient, mocked_responses: responses_lib.RequestsMock
 ) -> None:
@@ -643,7 +660,8 @@ def test_a_subclass_keeps_its_own_class_attributes(
         for _ in range(2)
     ]
     assert statuses == [201, 201]
-    assert PaymentSession.objects.filter(created_by=user).count() == 2
+    # The second request gets the order's live session instead of a new one.
+    assert PaymentSession.objects.filter(created_by=user).count() == 1
 
 
 @pytest.mark.urls("tests.urls")

@@ -39,4 +39,4 @@ def test_shop_suite_pays_orders_through_the_sandbox() -> None:
     result = manage("test", "shop", "--noinput")
     assert result.returncode == 0, result.stderr[-4000:]
     assert "OK" in result.stderr
-    assert "Ran 20 tests" in result.stderr
+    assert "Ran 21 tests" in result.stderr

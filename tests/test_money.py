@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from django_etpay.money import format_amount
@@ -34,3 +36,32 @@ def test_the_default_currency_is_clp() -> None:
 def test_a_non_integer_amount_is_named_in_the_error() -> None:
     with pytest.raises(TypeError, match=r"^amount must be an int of whole units, not float$"):
         format_amount(6990.0)  # type: ignore[arg-type]
+
+
+# -- the one format people read, and its template filter --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "expected"),
+    [
+        (6990, "CLP", "$6.990 CLP"),
+        (15990, "clp", "$15.990 CLP"),
+        (6990, None, "$6.990 CLP"),
+        (1500, "MXN", "1.500 MXN"),
+    ],
+)
+def test_format_money_always_names_the_currency(
+    amount: int, currency: str | None, expected: str
+) -> None:
+    from django_etpay.money import format_money
+
+    assert format_money(amount, currency) == expected
+
+
+def test_the_template_filter_writes_the_one_format(settings: Any) -> None:
+    from django.template import Context, Template
+
+    template = Template("{% load etpay %}{{ amount|etpay_money }}|{{ amount|etpay_money:'MXN' }}")
+    assert template.render(Context({"amount": 15990})) == "$15.990 CLP|15.990 MXN"
+    settings.ETPAY = {**settings.ETPAY, "CURRENCY": "MXN"}
+    assert Template("{% load etpay %}{{ 1500|etpay_money }}").render(Context()) == "1.500 MXN"

@@ -208,8 +208,14 @@ def quickstart_site(built: Built, tmp_path_factory: pytest.TempPathFactory) -> I
             venv = site / Path(argv[1]).parent.parent
             env["VIRTUAL_ENV"] = str(venv)
             env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-        elif argv == ["pip", "install", "django-etpay"]:
-            run(env["VIRTUAL_ENV"] + "/bin/pip", "install", "--quiet", built.wheel, env=env)
+        elif argv[:2] == ["pip", "install"]:
+            # The documented command, as written: the checkout it names sits next to the
+            # project, its dist/ holding the wheel just built.
+            dist = (site / argv[2]).parent
+            dist.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(built.wheel, dist / built.wheel.name)
+            pip = env["VIRTUAL_ENV"] + "/bin/pip"
+            run(pip, *argv[1:], "--quiet", cwd=site, env=env)
             timings["install"] = time.monotonic() - started
         elif argv[-1] == "runserver":
             log = (site / "runserver.log").open("w")
@@ -255,7 +261,10 @@ def shell(site: dict, code: str) -> str:
 def test_the_quick_start_has_the_steps_this_test_follows() -> None:
     steps = quickstart_steps(QUICKSTART.read_text())
     commands = [s.text for s in steps if s.kind == "sh"]
-    assert "pip install django-etpay" in commands
+    # Until the first release the package is not on PyPI: the page installs the built wheel.
+    wheel = f"django_etpay-{django_etpay.__version__}-py3-none-any.whl"
+    assert f"pip install ../django-etpay/dist/{wheel}" in commands
+    assert "pip install django-etpay" not in commands
     assert commands[-1] == "python manage.py runserver"
     assert {s.target for s in steps if s.kind != "sh"} >= {
         "mysite/settings.py",
@@ -342,3 +351,36 @@ def test_a_payment_through_the_sandbox_pays_the_order(quickstart_site: dict) -> 
     assert "('redirect', " in outcomes
     assert outcomes.count("'accepted'") == 1, outcomes
     print(f"\nquick start timings (s): {quickstart_site['timings']}")
+
+
+# -- the example shop's install, as run.sh does it ----------------------------------------------
+
+
+def test_run_sh_installs_the_checkout_without_setuptools_editable_banner(
+    tmp_path: Path,
+) -> None:
+    """``run.sh`` installs the checkout in editable mode; setuptools' banner about editable
+    installs ("Please be careful with folders...") must not reach the terminal."""
+    script = (ROOT / "example_project" / "run.sh").read_text()
+    [line] = [ln.strip() for ln in script.splitlines() if "pip install --quiet -e" in ln]
+    assert line.startswith("PYTHONWARNINGS="), line
+    warnings_filter = shlex.split(line)[0].partition("=")[2]
+    assert '"$PY" -m pip install --quiet --upgrade pip' in script
+    run(sys.executable, "-m", "venv", tmp_path / "venv")
+    # As run.sh does: a current pip, which shows what the build backend warns.
+    run(tmp_path / "venv" / "bin" / "python", "-m", "pip", "install", "--quiet", "-U", "pip")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env["PYTHONWARNINGS"] = warnings_filter
+    pip = [tmp_path / "venv" / "bin" / "python", "-m", "pip", "install", "--quiet", "--no-deps"]
+    result = subprocess.run(  # noqa: S603 - fixed argv
+        [*pip, "-e", str(ROOT)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert "Editable installation" not in output
+    assert "Please be careful with folders" not in output

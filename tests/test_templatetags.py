@@ -80,8 +80,8 @@ def expected_config(session: PaymentSession, **changes: Any) -> dict[str, Any]:
         "texts": TEXTS,
         "summary": {
             "order": session.merchant_order_id,
-            "amount": "$6.990",
-            "label": f"Order {session.merchant_order_id}: $6.990",
+            "amount": "$6.990 CLP",
+            "label": f"Order {session.merchant_order_id}: $6.990 CLP",
             "items": [{"name": "</script><b>", "value": "a & b"}],
         },
         "csrfCookieName": "csrftoken",

@@ -187,7 +187,7 @@ def test_the_widget_speaks_spanish_with_chilean_amounts() -> None:
     assert ">Pagar con ETpay</a>" in html
     assert config["texts"]["confirming"] == "Confirmando tu pago…"
     assert config["texts"]["close"] == "Cerrar"
-    assert config["summary"]["label"] == f"Pedido {session.merchant_order_id}: $6.990"
+    assert config["summary"]["label"] == f"Pedido {session.merchant_order_id}: $6.990 CLP"
     assert "No se ha iniciado ningún pago para este pedido." in missing
 
 

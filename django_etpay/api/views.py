@@ -44,7 +44,7 @@ from django_etpay.exceptions import (
     EtpayValidationError,
 )
 from django_etpay.models import PaymentSession
-from django_etpay.services import initialize_session
+from django_etpay.services import session_for_order
 from django_etpay.views import login_not_required, non_atomic_requests_everywhere
 
 logger = logging.getLogger("django_etpay.api")
@@ -210,7 +210,7 @@ class SessionCreateView(EtpayAPIView):
             raise exceptions.NotFound(_("There is no order to pay here."))
         arguments, widget_options = split_order(order, payer)
         try:
-            session = initialize_session(**arguments, request=request._request)
+            session = session_for_order(**arguments, request=request._request)
         except EtpayValidationError as err:
             raise exceptions.ValidationError(err.errors) from None
         except EtpayAPIError as err:

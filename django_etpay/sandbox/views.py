@@ -35,7 +35,7 @@ from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
-from django_etpay import validators
+from django_etpay import money, validators
 from django_etpay.sandbox import faults as faults_mod
 from django_etpay.sandbox import payments
 from django_etpay.sandbox.models import SandboxSession
@@ -276,7 +276,8 @@ def _get_session(token: str) -> SandboxSession:
 
 
 def _format_clp(amount: int) -> str:
-    return "$" + f"{amount:,}".replace(",", ".")
+    # The sandbox plays a Chilean ETpay: its sessions are in CLP.
+    return money.format_money(int(amount), "CLP")
 
 
 def _frame_headers(response: HttpResponse, session: SandboxSession) -> HttpResponse:

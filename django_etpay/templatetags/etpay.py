@@ -6,7 +6,9 @@
 - ``{% etpay_bank_buttons action [banks="cl_bci,cl_estado"] %}``: one button per bank, posting
   ``user_bank_code`` to ``action`` (a URL or URL name);
 - ``{% etpay_payment_url session %}``: the funnel URL ("" when there is none);
-- ``{% etpay_shop_url %}``: where a package page sends the payer back to the shop.
+- ``{% etpay_shop_url %}``: where a package page sends the payer back to the shop;
+- ``{{ amount|etpay_money }}`` / ``{{ amount|etpay_money:"CLP" }}``: an amount as every page
+  writes it (``$6.990 CLP``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from django.http import HttpRequest
 from django.template.context import Context
 from django.utils.safestring import SafeString
 
-from django_etpay import widgets
+from django_etpay import conf, money, widgets
 from django_etpay.models import PaymentSession
 
 register = template.Library()
@@ -85,3 +87,14 @@ def etpay_payment_url(session: PaymentSession | None) -> str:
 def etpay_shop_url() -> str:
     """``ETPAY["FAILURE_URL"]``, else ``["SUCCESS_URL"]``, else ``/``."""
     return widgets.shop_url()
+
+
+@register.filter
+def etpay_money(amount: int, currency: str | None = None) -> str:
+    """``{{ 6990|etpay_money }}`` -> ``$6.990 CLP``: the one way amounts are written.
+
+    ``currency`` defaults to ``ETPAY["CURRENCY"]``; pass the session's for a session's amount
+    (``{{ session.order_amount|etpay_money:session.currency }}``). An amount that is not an
+    ``int`` (a float or a string from a form) is a mistake in the template's data and raises.
+    """
+    return money.format_money(amount, currency or conf.get_setting("CURRENCY"))

@@ -8,10 +8,12 @@ from django.db import models
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
+from django_etpay.money import format_money
+
 
 def format_clp(value: int) -> str:
-    """``24990`` -> ``$24.990`` (Chilean pesos use a dot between thousands)."""
-    return "$" + f"{value:,}".replace(",", ".")
+    """``24990`` -> ``$24.990 CLP``: the app's one format (``etpay_money`` in templates)."""
+    return format_money(value, "CLP")
 
 
 class Product(models.Model):

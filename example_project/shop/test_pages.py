@@ -122,6 +122,10 @@ class PayerPagesTests(TestCase):
         assert other.slug in html
         assert Order.objects.count() == 1
 
+    def test_pages_name_an_empty_icon_so_browsers_do_not_ask_for_favicon_ico(self) -> None:
+        html = self.client.get(reverse("shop:products")).content.decode()
+        assert '<link rel="icon" href="data:,">' in html
+
     # -- the widget by default ---------------------------------------------------------------
 
     def test_the_pay_page_has_the_widget_the_redirect_button_and_the_bank_buttons(self) -> None:

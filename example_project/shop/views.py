@@ -23,7 +23,7 @@ from django.views.decorators.http import require_POST
 from django_etpay import conf, validators
 from django_etpay.exceptions import EtpayError
 from django_etpay.models import PaymentSession
-from django_etpay.services import initialize_session
+from django_etpay.services import session_for_order
 from django_etpay.widgets import BANK_FIELD
 from shop.models import Order, Product
 
@@ -70,9 +70,14 @@ def _render_products(
 def _open_session(
     request: HttpRequest, order: Order, *, user_bank_code: str | None = None
 ) -> PaymentSession | None:
-    """Create an ETpay session for the order; on failure, tell the payer."""
+    """The order's live ETpay session, or a new one; on failure, tell the payer.
+
+    ``session_for_order`` hands back the order's pending session to a reload, a second tab or
+    a bank button, so that one order never has two sessions that could both be paid (the
+    bank is then chosen on ETpay's page). A failed or expired session gets a new one.
+    """
     try:
-        session = initialize_session(
+        session = session_for_order(
             merchant_order_id=order.number,
             order_amount=order.amount,
             customer_email=order.email,
@@ -152,8 +157,8 @@ def _bank_code(request: HttpRequest) -> str | None:
 def pay(request: HttpRequest, number: str) -> HttpResponse:
     """The pay page: the widget, the redirect button and the bank buttons.
 
-    ``POST`` opens a fresh session (to pay again, or from a bank button with
-    ``user_bank_code``) and shows the page with the widget open.
+    ``POST`` (to pay again, or from a bank button with ``user_bank_code``) opens a new session
+    when the order has no live one, and shows the page with the widget open.
     """
     order = get_object_or_404(
         Order.objects.select_related("payment_session", "product"), number=number

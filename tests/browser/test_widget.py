@@ -65,7 +65,7 @@ def test_pay_through_the_widget(
     # The checkout opened the dialog on the shop's own page, with the funnel framed in it.
     expect(dialog(page)).to_be_visible()
     expect(dialog(page)).to_have_accessible_name("Pagar con ETpay")
-    expect(page.locator(".etpay-dialog__summary")).to_have_text(f"Pedido {number}: $25.980")
+    expect(page.locator(".etpay-dialog__summary")).to_have_text(f"Pedido {number}: $25.980 CLP")
     funnel = funnel_frame(page)
     expect(funnel.get_by_role("heading", name="Pagar $25.980 CLP")).to_be_visible()
     expect(page.locator(".etpay-dialog__status")).to_be_hidden()
