@@ -49,7 +49,12 @@ def _claim_lifetime() -> timedelta:
 
 
 def _live_session(
-    using: str, merchant: str, environment: str, merchant_order_id: str, order_amount: int
+    using: str,
+    merchant: str,
+    environment: str,
+    currency: str,
+    merchant_order_id: str,
+    order_amount: int,
 ) -> PaymentSession | None:
     """The newest pending session of this order and amount that ``SESSION_TTL`` has not ended."""
     cutoff = timezone.now() - conf.get_duration("SESSION_TTL")
@@ -62,7 +67,7 @@ def _live_session(
             environment=environment,
             merchant_order_id=merchant_order_id,
             order_amount=order_amount,
-            currency=conf.get_setting("CURRENCY"),
+            currency=currency,
             status=PaymentSession.Status.PENDING,
             created_at__gt=cutoff,
         )
@@ -87,6 +92,8 @@ def session_for_order(
     concat: str | None = None,
     merchant: str | None = None,
     request: HttpRequest | None = None,
+    target_flow: str | None = None,
+    customer_phone: str | None = None,
 ) -> PaymentSession:
     """The order's live ETpay session, or a new one: call it from the pay page on every load.
 
@@ -94,9 +101,9 @@ def session_for_order(
     newest ``pending`` session of the same merchant account (and environment), order id,
     amount and currency that is younger than ``ETPAY["SESSION_TTL"]``; when there is none it
     calls ``initialize_session`` and returns the new session (raising what that raises). The
-    other arguments (e-mail, metadata, bank, RUT, URLs) are used only when a session is
-    created. A changed amount gets a new session; a paid, failed, expired or failed-to-open
-    session is never returned.
+    other arguments (e-mail, metadata, bank, RUT, phone, payment method, URLs) are used only
+    when a session is created. A changed amount gets a new session; a paid, failed, expired or
+    failed-to-open session is never returned.
 
     Two requests for the same order at the same moment get the same session. The one that
     creates it first claims the order's :class:`~django_etpay.models.OrderLock` row on the
@@ -123,6 +130,8 @@ def session_for_order(
         "concat": concat,
         "merchant": merchant,
         "request": request,
+        "target_flow": target_flow,
+        "customer_phone": customer_phone,
     }
     merchant_config = conf.get_merchant(merchant)
     try:
@@ -132,7 +141,14 @@ def session_for_order(
         # No session can match; initialize_session reports every invalid field together.
         return services.initialize_session(merchant_order_id, order_amount, **arguments)
     using = router.db_for_write(PaymentSession)
-    found = (using, merchant_config.alias, merchant_config.environment, order_id, amount)
+    found = (
+        using,
+        merchant_config.alias,
+        merchant_config.environment,
+        merchant_config.currency,
+        order_id,
+        amount,
+    )
     # The usual reload finds its session without writing anything.
     session = _live_session(*found)
     if session is not None:

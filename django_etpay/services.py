@@ -30,4 +30,4 @@ __all__ = [
 ]
 
 
-from django_etpay.orders import session_for_order as session_for_order  # noqa: E402
+from django_etpay.orders import session_for_order as session_for_order
