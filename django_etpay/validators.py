@@ -43,7 +43,7 @@ COUNTRY_BANK_CODES: dict[str, tuple[str, ...]] = {"CL": CHILE_BANK_CODES, "MX": 
 #: The payment methods of ETpay Mexico a session may preselect (``target_flow``).
 TARGET_FLOWS: tuple[str, ...] = ("codi", "spei")
 
-#: Display names for the Chilean banks, for bank pickers.
+#: Display names of the banks, for bank pickers (the sandbox's funnel).
 BANK_NAMES: dict[str, str] = {
     "cl_estado": "BancoEstado",
     "cl_santander": "Banco Santander",
