@@ -85,17 +85,27 @@ def test_the_funnel_offers_codi_and_spei_and_prefills_the_phone(client: Client) 
     session = new_session(client, customer_phone="9616689020", target_flow="spei")
     page = client.get(funnel(session)).content.decode()
     assert "$1,234.00 MXN" in page
-    assert '<input type="radio" name="method" value="spei" checked>' in page
-    assert '<input type="radio" name="method" value="codi">' in page
+    assert '<input type="radio" name="method" value="spei" checked required>' in page
+    assert '<input type="radio" name="method" value="codi" required>' in page
     assert 'value="9616689020"' in page
     assert 'value="mx_bbva"' in page
     assert 'value="cl_estado"' not in page
     assert 'name="rut"' not in page
 
 
-def test_without_a_target_flow_spei_is_preselected(client: Client) -> None:
-    page = client.get(funnel(new_session(client))).content.decode()
-    assert '<input type="radio" name="method" value="spei" checked>' in page
+def test_without_a_target_flow_the_payer_chooses(client: Client) -> None:
+    session = new_session(client)
+    page = client.get(funnel(session)).content.decode()
+    assert '<input type="radio" name="method" value="spei" required>' in page
+    assert '<input type="radio" name="method" value="codi" required>' in page
+    response = client.post(
+        funnel(session),
+        {"method_asked": "1", "bank": "mx_bbva", "phone": "5555555555", "action": "approve"},
+    )
+    assert response.status_code == 400
+    assert "CoDi" in response.content.decode()
+    session.refresh_from_db()
+    assert session.status == SandboxSession.Status.PENDING
 
 
 def test_paying_by_codi_reports_mxn_the_method_and_the_phone(client: Client) -> None:

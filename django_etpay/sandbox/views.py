@@ -339,8 +339,9 @@ class FunnelView(View):
 
     A Mexican merchant's session (``COUNTRY = "MX"``) asks for no RUT: the payer picks CoDi or
     SPEI (``target_flow`` preselects one) and a ``mx_*`` bank, and confirms a 10-digit phone
-    (prefilled from ``customer_phone``); a scripted POST without them pays by SPEI with the
-    phone sent, else the test phone 5555555555.
+    (prefilled from ``customer_phone``); a scripted POST without them (no ``method_asked``
+    field, which the page sends) pays by SPEI with the phone sent, else the test phone
+    5555555555.
     """
 
     http_method_names = ["get", "post"]
@@ -367,7 +368,8 @@ class FunnelView(View):
         shown = [entry for entry in session.metadata if entry.get("show") is True]
         codes = payments.bank_codes(session)
         banks = [(code, payments.bank_name(code)) for code in codes]
-        method = chosen_method or session.target_flow or "spei"
+        # Nothing is checked unless the shop preselected a method: the payer chooses.
+        method = chosen_method or session.target_flow
         if typed_rut is not None and not session.is_rut_block:
             rut = typed_rut
         else:
@@ -380,7 +382,7 @@ class FunnelView(View):
             "chosen_bank": chosen_bank if chosen_bank in codes else "",
             "mexican": session.country == "MX",
             "methods": [("codi", "CoDi"), ("spei", "SPEI")],
-            "chosen_method": method if method in validators.TARGET_FLOWS else "spei",
+            "chosen_method": method if method in validators.TARGET_FLOWS else "",
             "phone": session.customer_phone if typed_phone is None else typed_phone,
             "preselected_bank": session.user_bank_code,
             "preselected_bank_name": payments.bank_name(session.user_bank_code),
@@ -451,7 +453,10 @@ class FunnelView(View):
         extra: str,
     ) -> HttpResponse:
         """CoDi or SPEI, and the payer's phone, for a Mexican merchant's session."""
-        method = kept.method or session.target_flow or "spei"
+        method = kept.method or session.target_flow
+        if not method and "method_asked" not in request.POST:
+            # A scripted POST (no form): SPEI, as documented above.
+            method = "spei"
         if method not in validators.TARGET_FLOWS:
             return self._invalid(request, session, gettext("Choose CoDi or SPEI."), kept=kept)
         if kept.phone is None:
