@@ -25,8 +25,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-# The module, not its names: services re-exports session_for_order, so either may load first.
-from django_etpay import conf, services, validators
+from django_etpay import checkout, conf, validators
 from django_etpay.models import OrderLock, PaymentSession
 
 __all__ = ["session_for_order"]
@@ -55,12 +54,16 @@ def _live_session(
     currency: str,
     merchant_order_id: str,
     order_amount: int,
+    bank: str | None,
 ) -> PaymentSession | None:
-    """The newest pending session of this order and amount that ``SESSION_TTL`` has not ended."""
+    """The newest pending session of this order and amount that ``SESSION_TTL`` has not ended
+    (at ``bank`` when one is asked for)."""
     cutoff = timezone.now() - conf.get_duration("SESSION_TTL")
+    sessions = PaymentSession.objects.using(using)
+    if bank is not None:
+        sessions = sessions.filter(user_bank_code=bank)
     return (
-        PaymentSession.objects.using(using)
-        .filter(
+        sessions.filter(
             merchant=merchant,
             # An account moved from sandbox to production keeps its alias: a sandbox session
             # must not be offered to a real payer.
@@ -69,6 +72,7 @@ def _live_session(
             order_amount=order_amount,
             currency=currency,
             status=PaymentSession.Status.PENDING,
+            needs_reconciliation=False,
             created_at__gt=cutoff,
         )
         .order_by("-created_at", "-pk")
@@ -101,9 +105,15 @@ def session_for_order(
     newest ``pending`` session of the same merchant account (and environment), order id,
     amount and currency that is younger than ``ETPAY["SESSION_TTL"]``; when there is none it
     calls ``initialize_session`` and returns the new session (raising what that raises). The
-    other arguments (e-mail, metadata, bank, RUT, phone, payment method, URLs) are used only
-    when a session is created. A changed amount gets a new session; a paid, failed, expired or
-    failed-to-open session is never returned.
+    other arguments (e-mail, metadata, RUT, phone, payment method, URLs) are used only when a
+    session is created,
+    except ``user_bank_code``: a payer who picks a bank on the shop's page (``{%
+    etpay_bank_buttons %}``) asks for a session at that bank, so when it is given only a live
+    session preselecting that bank is returned. A changed amount gets a new session; a paid,
+    failed, expired or failed-to-open session is never returned, nor one flagged
+    ``needs_reconciliation`` (ETpay reported a problem with it, or a result about it could
+    not be trusted: the payer cannot go on with it; ``etpay_reconcile`` settles it, and a
+    payment found there still sends ``payment_completed``).
 
     Two requests for the same order at the same moment get the same session. The one that
     creates it first claims the order's :class:`~django_etpay.models.OrderLock` row on the
@@ -137,9 +147,14 @@ def session_for_order(
     try:
         order_id = validators.order_id(merchant_order_id)
         amount = validators.amount(order_amount)
+        bank = (
+            None
+            if user_bank_code is None
+            else validators.bank_code(user_bank_code, merchant_config.country)
+        )
     except ValueError:
         # No session can match; initialize_session reports every invalid field together.
-        return services.initialize_session(merchant_order_id, order_amount, **arguments)
+        return checkout.initialize_session(merchant_order_id, order_amount, **arguments)
     using = router.db_for_write(PaymentSession)
     found = (
         using,
@@ -148,6 +163,7 @@ def session_for_order(
         merchant_config.currency,
         order_id,
         amount,
+        bank,
     )
     # The usual reload finds its session without writing anything.
     session = _live_session(*found)
@@ -178,7 +194,7 @@ def session_for_order(
     try:
         if session is not None:
             return session
-        return services.initialize_session(order_id, amount, **arguments)
+        return checkout.initialize_session(order_id, amount, **arguments)
     finally:
         OrderLock.objects.using(using).filter(pk=lock.pk, claim=claim).update(
             claim="", claimed_until=None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from django_etpay.checkout import initialize_session
 from django_etpay.operations import expire_sessions
+from django_etpay.orders import session_for_order
 from django_etpay.pipeline import process_notification, reconcile_session
 from django_etpay.records import record_rejection
 from django_etpay.rules import BROWSER_CHANNELS
@@ -28,6 +29,3 @@ __all__ = [
     "record_rejection",
     "session_for_order",
 ]
-
-
-from django_etpay.orders import session_for_order as session_for_order

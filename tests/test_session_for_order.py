@@ -108,6 +108,40 @@ class TestOneSessionPerOrder:
         assert session.status == PaymentSession.Status.PENDING
         assert initialize_calls(fake_etpay) == 1
 
+    def test_a_session_flagged_for_reconciliation_is_not_returned(
+        self, fake_etpay: FakeEtpay
+    ) -> None:
+        flagged = make_session(
+            merchant_order_id="OC-14", order_amount=1000, needs_reconciliation=True
+        )
+
+        session = services.session_for_order("OC-14", 1000)
+
+        assert session.pk != flagged.pk
+        assert initialize_calls(fake_etpay) == 1
+
+    def test_a_bank_asked_for_gets_a_session_at_that_bank(self, fake_etpay: FakeEtpay) -> None:
+        plain = services.session_for_order("OC-15", 1000)
+
+        at_bank = services.session_for_order("OC-15", 1000, user_bank_code="cl_estado")
+        again = services.session_for_order("OC-15", 1000, user_bank_code="CL_ESTADO")
+        reload = services.session_for_order("OC-15", 1000)
+
+        assert at_bank.pk != plain.pk
+        assert at_bank.user_bank_code == "cl_estado"
+        assert again.pk == at_bank.pk
+        assert reload.pk == at_bank.pk  # no bank asked for: the newest live session
+        assert initialize_calls(fake_etpay) == 2
+
+    def test_an_invalid_bank_is_reported_by_initialize_session(
+        self, fake_etpay: FakeEtpay
+    ) -> None:
+        with pytest.raises(EtpayValidationError) as caught:
+            services.session_for_order("OC-16", 1000, user_bank_code="nobank")
+
+        assert set(caught.value.errors) == {"user_bank_code"}
+        assert initialize_calls(fake_etpay) == 0
+
     def test_a_session_past_session_ttl_is_not_returned(
         self, fake_etpay: FakeEtpay, settings: Settings
     ) -> None:

@@ -93,9 +93,10 @@ def _open_session(
 ) -> PaymentSession | None:
     """The order's live ETpay session, or a new one; on failure, tell the payer.
 
-    ``session_for_order`` hands back the order's pending session to a reload, a second tab or
-    a bank button, so that one order never has two sessions that could both be paid (the
-    bank is then chosen on ETpay's page). A failed or expired session gets a new one.
+    ``session_for_order`` hands back the order's live session to a reload, a second tab or
+    a double click, so that they do not open sessions that could each be paid. A bank button
+    asks for a session at that bank (the same one if it is clicked again); a failed, expired
+    or problem session gets a new one.
     """
     try:
         session = session_for_order(
