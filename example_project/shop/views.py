@@ -177,7 +177,7 @@ def _bank_code(request: HttpRequest) -> str | None:
     if value is None:
         return None
     try:
-        return validators.bank_code(value)
+        return validators.bank_code(value, conf.account_country())
     except ValueError:
         return None
 
