@@ -595,6 +595,7 @@ class PaymentSessionAdmin(EvidenceOnly, SecretLookupGuard, _SessionAdminBase):
         EnvironmentFilter,
         MerchantFilter,
         PaidMoreThanOnceFilter,
+        "country",
         ("created_at", admin.DateFieldListFilter),
     )
     # Exact lookups on indexed columns, e-mail case-insensitively on its UPPER() index: a
@@ -622,12 +623,24 @@ class PaymentSessionAdmin(EvidenceOnly, SecretLookupGuard, _SessionAdminBase):
     class Media:
         css = {"all": ("django_etpay/admin.css",)}
 
-    _PAYER_FIELDS = ("user_rut", "payer_rut", "payer_account")
+    _PAYER_FIELDS = ("user_rut", "payer_rut", "payer_account", "customer_phone")
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         payer: tuple[str, ...] = ("customer_email", "user_bank_code", "payer_bank")
+        mexican = obj is not None and obj.country == "MX"
+        if mexican:
+            # ETpay Mexico has no RUT; the payment method is not personal data.
+            payer += ("target_flow",)
         if _can_see_payer_data(request):
-            payer += ("user_rut_display", "is_rut_block", "payer_rut_display", "payer_account")
+            if mexican:
+                payer += ("customer_phone", "payer_account")
+            else:
+                payer += (
+                    "user_rut_display",
+                    "is_rut_block",
+                    "payer_rut_display",
+                    "payer_account",
+                )
         else:
             payer += ("payer_data_hidden",)
         return (
@@ -641,6 +654,7 @@ class PaymentSessionAdmin(EvidenceOnly, SecretLookupGuard, _SessionAdminBase):
                         "refunded_display",
                         "metadata",
                         "account_display",
+                        "country",
                         "environment_display",
                     )
                 },

@@ -13,6 +13,7 @@ from typing import Any
 from django.db import DatabaseError, transaction
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
+from django.utils.translation import gettext
 from django.views.decorators.debug import sensitive_variables
 
 from django_etpay import conf, observability, signals, validators
@@ -39,8 +40,15 @@ def _validate_session_input(
     is_rut_block: Any,
     concat: Any,
     urls: dict[str, Any],
+    country: str = "CL",
+    customer_phone: Any = None,
+    target_flow: Any = None,
 ) -> dict[str, Any]:
-    """Check every field, collect every problem, return the cleaned values."""
+    """Check every field, collect every problem, return the cleaned values.
+
+    ``country`` is the merchant account's: the RUT fields belong to Chile, the phone and the
+    payment method to Mexico, and each country has its own bank codes.
+    """
     errors: dict[str, list[str]] = {}
     cleaned: dict[str, Any] = {}
 
@@ -57,7 +65,26 @@ def _validate_session_input(
     if metadata is not None:
         check("metadata", metadata, validators.metadata)
     if user_bank_code is not None:
-        check("user_bank_code", user_bank_code, validators.bank_code)
+        check(
+            "user_bank_code",
+            user_bank_code,
+            lambda value: validators.bank_code(value, country),
+        )
+    if country != "CL":
+        # ETpay Mexico has no RUT: a RUT sent there is a shop's mistake, not something to drop.
+        for name, value in (("user_rut", user_rut), ("is_rut_block", is_rut_block)):
+            if value is not None:
+                errors.setdefault(name, []).append(_only_in("CL"))
+        user_rut = is_rut_block = None
+    if country != "MX":
+        for name, value in (("customer_phone", customer_phone), ("target_flow", target_flow)):
+            if value is not None:
+                errors.setdefault(name, []).append(_only_in("MX"))
+    else:
+        if customer_phone is not None:
+            check("customer_phone", customer_phone, validators.phone)
+        if target_flow is not None:
+            check("target_flow", target_flow, validators.target_flow)
     if user_rut is not None:
         check("user_rut", user_rut, validators.rut)
     if is_rut_block is not None:
@@ -75,6 +102,13 @@ def _validate_session_input(
     if errors:
         raise EtpayValidationError(errors)
     return cleaned
+
+
+def _only_in(country: str) -> str:
+    """The message for a field that the merchant account's country does not take."""
+    if country == "CL":
+        return gettext("is only sent to ETpay Chile; this merchant account is Mexican.")
+    return gettext("is only sent to ETpay Mexico; this merchant account is Chilean.")
 
 
 def _default_url(request: HttpRequest | None, name: str) -> str | None:
@@ -107,12 +141,21 @@ def initialize_session(
     concat: str | None = None,
     merchant: str | None = None,
     request: HttpRequest | None = None,
+    target_flow: str | None = None,
+    customer_phone: str | None = None,
 ) -> PaymentSession:
     """Create an ETpay payment session for an order and return its ``PaymentSession``.
 
     Every field is validated before any network call; all problems are reported together in
     one :class:`~django_etpay.exceptions.EtpayValidationError` (``.errors`` maps field names to
-    messages). ``order_amount`` is a positive ``int`` of whole pesos.
+    messages). ``order_amount`` is a positive ``int`` of whole pesos of the account's
+    currency: CLP for a Chilean account, MXN for a Mexican one (``ETPAY["COUNTRY"]``,
+    ``MERCHANTS[alias]["COUNTRY"]``), stored on the row as its ``country`` and ``currency``.
+
+    What a session may send depends on that country: ``user_rut`` and ``is_rut_block`` only
+    to Chile; ``customer_phone`` (10 digits) and ``target_flow`` (``"codi"`` or ``"spei"``)
+    only to Mexico; ``user_bank_code`` among the country's codes (``cl_*``, ``mx_*``). A field
+    the country does not take is a validation error, not silently dropped.
 
     The row is saved as ``initializing`` before ETpay is called. On success it holds ETpay's
     tokens and is ``pending``, and ``session_initialized`` is sent after commit. On failure the
@@ -156,6 +199,9 @@ def initialize_session(
         is_rut_block=is_rut_block,
         concat=concat,
         urls=urls,
+        country=merchant_config.country,
+        customer_phone=customer_phone,
+        target_flow=target_flow,
     )
     defaults = {
         "payment_completed_url": "return",
@@ -176,12 +222,15 @@ def initialize_session(
         environment=merchant_config.environment,
         merchant_order_id=cleaned["merchant_order_id"],
         order_amount=cleaned["order_amount"],
-        currency=conf.get_setting("CURRENCY"),
+        country=merchant_config.country,
+        currency=merchant_config.currency,
         customer_email=cleaned.get("customer_email", ""),
         metadata=cleaned.get("metadata", []),
         user_bank_code=cleaned.get("user_bank_code", ""),
         user_rut=cleaned.get("user_rut", ""),
         is_rut_block=cleaned.get("is_rut_block"),
+        customer_phone=cleaned.get("customer_phone", ""),
+        target_flow=cleaned.get("target_flow", ""),
         payment_completed_url=urls["payment_completed_url"] or "",
         payment_cancellation_url=urls["payment_cancellation_url"] or "",
         payment_webhook_url=urls["payment_webhook_url"] or "",
@@ -194,6 +243,8 @@ def initialize_session(
         "user_bank_code": cleaned.get("user_bank_code"),
         "user_rut": cleaned.get("user_rut"),
         "is_rut_block": cleaned.get("is_rut_block"),
+        "customer_phone": cleaned.get("customer_phone"),
+        "target_flow": cleaned.get("target_flow"),
         **urls,
         "concat": concat,
     }

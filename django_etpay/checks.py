@@ -8,11 +8,16 @@ Ids are stable; a retired id is listed here and never reused.
 - ``django_etpay.E004``: ``API_URL`` or ``PMT_URL`` is not https outside the sandbox.
 - ``django_etpay.E005``: the local sandbox is mounted with ``ENVIRONMENT = "production"``.
 - ``django_etpay.E006``: ``SIGNATURE_KEYS`` is set but is not a list of non-empty strings.
+- ``django_etpay.E007``: ``COUNTRY`` (default account or an alias) is not ``"CL"`` or ``"MX"``.
+- ``django_etpay.E008``: ``CURRENCY`` (default account or an alias) is not its country's
+  currency (CLP for Chile, MXN for Mexico).
 - ``django_etpay.W001``: ``ENVIRONMENT = "production"`` while ``DEBUG`` is on.
 - ``django_etpay.W002``: ``MERCHANTS`` is not a dict of dicts.
 - ``django_etpay.W003``: a ``SIGNATURE_KEYS`` secret is shorter than 32 characters.
 - ``django_etpay.W004``: a ModelAdmin names ``signature_token`` (list, filter, search, ordering,
   fields): the field refuses every lookup, and no admin page should show it.
+- ``django_etpay.W005``: an account's ``MERCHANT_CODE`` carries another country's prefix
+  (``cl_`` or ``mx_``), e.g. a Mexican code on an account whose ``COUNTRY`` is ``"CL"``.
 - ``django_etpay.E101``-``E103``, ``W101``: the REST API (see :mod:`django_etpay.api.checks`).
 - ``django_etpay.E201``: ``REFUND_BACKEND`` cannot be imported, or names neither a
   ``RefundBackend`` class nor a callable.
@@ -71,6 +76,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         )
 
     for label, values in _accounts(config):
+        errors.extend(_check_country(label, values, config))
         for key in conf.CREDENTIAL_KEYS:
             value = values.get(key)
             if not value or not isinstance(value, str):
@@ -123,6 +129,53 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             )
         )
     return errors
+
+
+def _check_country(
+    label: str, values: dict[str, Any], config: dict[str, Any]
+) -> list[checks.CheckMessage]:
+    """``COUNTRY``, and the options that must fit it, of one account.
+
+    An alias inherits the default account's ``COUNTRY`` but not its ``CURRENCY``: the global
+    ``CURRENCY`` describes the default account, so that a Mexican alias may sit beside a
+    Chilean default account.
+    """
+    country = values.get("COUNTRY", config.get("COUNTRY", "CL"))
+    if not isinstance(country, str) or country.upper() not in conf.COUNTRIES:
+        return [
+            checks.Error(
+                f'{label}["COUNTRY"] is {country!r}; expected one of {", ".join(conf.COUNTRIES)}.',
+                hint='"CL" for ETpay Chile (CLP), "MX" for ETpay Mexico (MXN).',
+                id="django_etpay.E007",
+            )
+        ]
+    country = country.upper()
+    expected = conf.COUNTRY_CURRENCIES[country]
+    found: list[checks.CheckMessage] = []
+    currency = values.get("CURRENCY")
+    if currency is not None and (not isinstance(currency, str) or currency.upper() != expected):
+        found.append(
+            checks.Error(
+                f'{label}["CURRENCY"] is {currency!r}, but the account\'s COUNTRY is '
+                f"{country!r}, paid in {expected}.",
+                hint="Remove CURRENCY (it follows COUNTRY), or set the account's COUNTRY.",
+                id="django_etpay.E008",
+            )
+        )
+    code = values.get("MERCHANT_CODE")
+    if isinstance(code, str):
+        prefix = code[:3].lower()
+        for other in conf.COUNTRIES:
+            if other != country and prefix == f"{other.lower()}_":
+                found.append(
+                    checks.Warning(
+                        f'{label}["MERCHANT_CODE"] starts with {prefix!r}, a code of '
+                        f"ETpay {other}, but the account's COUNTRY is {country!r}.",
+                        hint=f'Set {label}["COUNTRY"] = "{other}" if this is a {other} account.',
+                        id="django_etpay.W005",
+                    )
+                )
+    return found
 
 
 #: Shortest signature-key secret that does not draw a warning.

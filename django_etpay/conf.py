@@ -23,9 +23,17 @@ CREDENTIAL_KEYS: tuple[str, ...] = ("MERCHANT_CODE", "MERCHANT_API_TOKEN", "API_
 #: ETpay's three environments. Sessions record the one they were created in.
 ENVIRONMENTS: tuple[str, ...] = ("sandbox", "preproduction", "production")
 
+#: The countries ETpay serves, each with the currency its accounts are paid in. A merchant
+#: account belongs to one country (``ETPAY["COUNTRY"]``, ``MERCHANTS[alias]["COUNTRY"]``).
+COUNTRY_CURRENCIES: dict[str, str] = {"CL": "CLP", "MX": "MXN"}
+COUNTRIES: tuple[str, ...] = tuple(COUNTRY_CURRENCIES)
+
 DEFAULTS: dict[str, Any] = {
     # Which of ETpay's environments the credentials belong to.
     "ENVIRONMENT": "sandbox",
+    # The country of the default account ("CL" or "MX"); each alias in MERCHANTS inherits it
+    # unless it names its own. The currency follows: CLP for Chile, MXN for Mexico.
+    "COUNTRY": "CL",
     # (connect, read) seconds; requests applies the read value to each socket read.
     "TIMEOUT": (5.0, 30.0),
     # Wall-clock limit for one whole call to ETpay, because per-read timeouts alone let a
@@ -46,7 +54,7 @@ DEFAULTS: dict[str, Any] = {
     # about to close (ETpay does not publish its idle limit; 5 s is a common server default).
     "KEEPALIVE_IDLE": 4.0,
     # Optional extra merchant accounts: alias -> {MERCHANT_CODE, MERCHANT_API_TOKEN, API_URL,
-    # PMT_URL[, ENVIRONMENT]}.
+    # PMT_URL[, ENVIRONMENT][, COUNTRY]}.
     "MERCHANTS": {},
     # How long a pending session waits before it may be expired or reconciled.
     "SESSION_TTL": timedelta(hours=1),
@@ -80,8 +88,10 @@ DEFAULTS: dict[str, Any] = {
     # Secrets that encrypt signature tokens at rest: the first encrypts, all decrypt. None
     # derives the keys from SECRET_KEY and SECRET_KEY_FALLBACKS.
     "SIGNATURE_KEYS": None,
-    # Currency expected in results (ETpay Chile speaks CLP).
-    "CURRENCY": "CLP",
+    # Currency of the default account; None follows COUNTRY (CLP, MXN). When set it must be
+    # the country's currency (system check E008): a session stores its account's currency and
+    # results are checked against the session's, so two countries can sit side by side.
+    "CURRENCY": None,
     # Where the return view sends the payer; URL names or paths. None renders a template.
     "SUCCESS_URL": None,
     "FAILURE_URL": None,
@@ -157,6 +167,13 @@ class MerchantConfig:
     api_url: str
     pmt_url: str
     environment: str
+    #: ``"CL"`` or ``"MX"`` (:data:`COUNTRIES`).
+    country: str = "CL"
+
+    @property
+    def currency(self) -> str:
+        """The ISO 4217 code this account is paid in: CLP for Chile, MXN for Mexico."""
+        return COUNTRY_CURRENCIES[self.country]
 
 
 @functools.cache
@@ -216,6 +233,7 @@ def get_merchant(alias: str | None = None) -> MerchantConfig:
         raise EtpayConfigurationError(
             f'{prefix}["ENVIRONMENT"] must be one of {", ".join(ENVIRONMENTS)}.'
         )
+    country = account_country(alias)
     return MerchantConfig(
         alias=alias or "",
         merchant_code=values["MERCHANT_CODE"],
@@ -223,7 +241,41 @@ def get_merchant(alias: str | None = None) -> MerchantConfig:
         api_url=values["API_URL"].rstrip("/"),
         pmt_url=values["PMT_URL"].rstrip("/"),
         environment=environment,
+        country=country,
     )
+
+
+def account_country(alias: str | None = None) -> str:
+    """The country of merchant ``alias`` (the default account for ``None`` or ``""``).
+
+    An alias without ``COUNTRY`` inherits ``ETPAY["COUNTRY"]``. Raises
+    :class:`~django_etpay.exceptions.EtpayConfigurationError` for a value that is not one of
+    :data:`COUNTRIES` (system check ``django_etpay.E007`` reports it at start-up), and for an
+    unknown alias.
+    """
+    config = get_config()
+    value: Any = config.get("COUNTRY", "CL")
+    prefix = "ETPAY"
+    if alias:
+        merchants = config.get("MERCHANTS") or {}
+        source = merchants.get(alias) if isinstance(merchants, dict) else None
+        if not isinstance(source, dict):
+            raise EtpayConfigurationError(
+                f'Unknown ETpay merchant alias {alias!r}: add it to ETPAY["MERCHANTS"].'
+            )
+        if "COUNTRY" in source:
+            value = source["COUNTRY"]
+            prefix = f'ETPAY["MERCHANTS"][{alias!r}]'
+    if not isinstance(value, str) or value.upper() not in COUNTRIES:
+        raise EtpayConfigurationError(
+            f'{prefix}["COUNTRY"] must be one of {", ".join(COUNTRIES)}.'
+        )
+    return value.upper()
+
+
+def account_currency(alias: str | None = None) -> str:
+    """The currency of merchant ``alias``: its country's (:data:`COUNTRY_CURRENCIES`)."""
+    return COUNTRY_CURRENCIES[account_country(alias)]
 
 
 def get_timeout() -> tuple[float, float]:

@@ -75,11 +75,22 @@ class PaymentSession(TimestampMixin):
     merchant_order_id = models.CharField(
         _("merchant order id"), max_length=64, help_text=_("The shop's own order id.")
     )
+    country = models.CharField(
+        _("country"),
+        max_length=2,
+        choices=[("CL", _("Chile")), ("MX", _("Mexico"))],
+        default="CL",
+        help_text=_("Country of the merchant account: CL (Chile) or MX (Mexico)."),
+    )
     order_amount = models.PositiveBigIntegerField(
-        _("amount"), help_text=_("Amount in whole Chilean pesos (CLP has no minor unit).")
+        _("amount"),
+        help_text=_("Amount in whole pesos of the currency (CLP or MXN), as sent to ETpay."),
     )
     currency = models.CharField(
-        _("currency"), max_length=3, default="CLP", help_text=_("ISO 4217 code.")
+        _("currency"),
+        max_length=3,
+        default="CLP",
+        help_text=_("ISO 4217 code, from the account's country: CLP or MXN."),
     )
     customer_email = models.EmailField(
         _("customer e-mail"), blank=True, help_text=_("Payer e-mail sent to ETpay.")
@@ -91,7 +102,7 @@ class PaymentSession(TimestampMixin):
         help_text=_("List of {name, value, show} entries shown to the payer."),
     )
     user_bank_code = models.CharField(
-        _("preselected bank"), max_length=32, blank=True, help_text=_("e.g. cl_estado.")
+        _("preselected bank"), max_length=32, blank=True, help_text=_("e.g. cl_estado, mx_bbva.")
     )
     user_rut = models.CharField(
         _("payer RUT (sent)"),
@@ -101,6 +112,19 @@ class PaymentSession(TimestampMixin):
     )
     is_rut_block = models.BooleanField(
         _("RUT locked"), null=True, blank=True, help_text=_("Whether the RUT field is locked.")
+    )
+    customer_phone = models.CharField(
+        _("payer phone (sent)"),
+        max_length=10,
+        blank=True,
+        help_text=_("Mexico: 10-digit phone prefilled in ETpay's CoDi/SPEI form."),
+    )
+    target_flow = models.CharField(
+        _("payment method (sent)"),
+        max_length=8,
+        blank=True,
+        choices=[("codi", "CoDi"), ("spei", "SPEI")],
+        help_text=_("Mexico: the payment method preselected, CoDi or SPEI."),
     )
     payment_completed_url = models.URLField(
         _("success URL sent"), max_length=2000, blank=True, help_text=_("Sent to ETpay.")

@@ -577,7 +577,13 @@ NON_PERSONAL_CLAIMS = frozenset(
 )
 
 #: Session fields that hold the payer's personal data.
-PERSONAL_SESSION_FIELDS = ("customer_email", "user_rut", "payer_rut", "payer_account")
+PERSONAL_SESSION_FIELDS = (
+    "customer_email",
+    "user_rut",
+    "customer_phone",
+    "payer_rut",
+    "payer_account",
+)
 
 
 @dataclass

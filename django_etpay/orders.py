@@ -25,7 +25,6 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-# The module, not its names: services re-exports session_for_order, so either may load first.
 from django_etpay import checkout, conf, validators
 from django_etpay.models import OrderLock, PaymentSession
 
@@ -52,6 +51,7 @@ def _live_session(
     using: str,
     merchant: str,
     environment: str,
+    currency: str,
     merchant_order_id: str,
     order_amount: int,
     bank: str | None,
@@ -70,7 +70,7 @@ def _live_session(
             environment=environment,
             merchant_order_id=merchant_order_id,
             order_amount=order_amount,
-            currency=conf.get_setting("CURRENCY"),
+            currency=currency,
             status=PaymentSession.Status.PENDING,
             needs_reconciliation=False,
             created_at__gt=cutoff,
@@ -96,6 +96,8 @@ def session_for_order(
     concat: str | None = None,
     merchant: str | None = None,
     request: HttpRequest | None = None,
+    target_flow: str | None = None,
+    customer_phone: str | None = None,
 ) -> PaymentSession:
     """The order's live ETpay session, or a new one: call it from the pay page on every load.
 
@@ -103,7 +105,8 @@ def session_for_order(
     newest ``pending`` session of the same merchant account (and environment), order id,
     amount and currency that is younger than ``ETPAY["SESSION_TTL"]``; when there is none it
     calls ``initialize_session`` and returns the new session (raising what that raises). The
-    other arguments (e-mail, metadata, RUT, URLs) are used only when a session is created,
+    other arguments (e-mail, metadata, RUT, phone, payment method, URLs) are used only when a
+    session is created,
     except ``user_bank_code``: a payer who picks a bank on the shop's page (``{%
     etpay_bank_buttons %}``) asks for a session at that bank, so when it is given only a live
     session preselecting that bank is returned. A changed amount gets a new session; a paid,
@@ -137,17 +140,31 @@ def session_for_order(
         "concat": concat,
         "merchant": merchant,
         "request": request,
+        "target_flow": target_flow,
+        "customer_phone": customer_phone,
     }
     merchant_config = conf.get_merchant(merchant)
     try:
         order_id = validators.order_id(merchant_order_id)
         amount = validators.amount(order_amount)
-        bank = None if user_bank_code is None else validators.bank_code(user_bank_code)
+        bank = (
+            None
+            if user_bank_code is None
+            else validators.bank_code(user_bank_code, merchant_config.country)
+        )
     except ValueError:
         # No session can match; initialize_session reports every invalid field together.
         return checkout.initialize_session(merchant_order_id, order_amount, **arguments)
     using = router.db_for_write(PaymentSession)
-    found = (using, merchant_config.alias, merchant_config.environment, order_id, amount, bank)
+    found = (
+        using,
+        merchant_config.alias,
+        merchant_config.environment,
+        merchant_config.currency,
+        order_id,
+        amount,
+        bank,
+    )
     # The usual reload finds its session without writing anything.
     session = _live_session(*found)
     if session is not None:

@@ -7,7 +7,8 @@ code never depends on where they live:
 - :func:`process_notification`, :func:`reconcile_session`: inbound results
   (:mod:`django_etpay.pipeline`), :func:`record_rejection` their records
   (:mod:`django_etpay.records`);
-- :func:`expire_sessions`: operations (:mod:`django_etpay.operations`).
+- :func:`expire_sessions`: operations (:mod:`django_etpay.operations`);
+- :func:`session_for_order`: one session per order (:mod:`django_etpay.orders`).
 """
 
 from __future__ import annotations

@@ -37,8 +37,13 @@ MEXICO_BANK_CODES: tuple[str, ...] = (
     "mx_test",
 )
 BANK_CODES: tuple[str, ...] = CHILE_BANK_CODES + MEXICO_BANK_CODES
+#: The bank codes of each country's accounts: a Chilean session cannot preselect a Mexican bank.
+COUNTRY_BANK_CODES: dict[str, tuple[str, ...]] = {"CL": CHILE_BANK_CODES, "MX": MEXICO_BANK_CODES}
 
-#: Display names for the Chilean banks, for bank pickers.
+#: The payment methods of ETpay Mexico a session may preselect (``target_flow``).
+TARGET_FLOWS: tuple[str, ...] = ("codi", "spei")
+
+#: Display names of the banks, for bank pickers (the sandbox's funnel).
 BANK_NAMES: dict[str, str] = {
     "cl_estado": "BancoEstado",
     "cl_santander": "Banco Santander",
@@ -49,6 +54,14 @@ BANK_NAMES: dict[str, str] = {
     "cl_scotiabank": "Scotiabank",
     "cl_mach": "MACH",
     "cl_test": "Banco de prueba",
+    "mx_bbva": "BBVA México",
+    "mx_banamex": "Banamex",
+    "mx_scotiabank": "Scotiabank México",
+    "mx_santander": "Santander México",
+    "mx_banorte": "Banorte",
+    "mx_azteca": "Banco Azteca",
+    "mx_banregio": "Banregio",
+    "mx_test": "Banco de prueba",
 }
 
 MAX_ORDER_ID_LENGTH = 64
@@ -129,10 +142,35 @@ def format_rut(value: str) -> str:
     return f"{int(body):,}".replace(",", ".") + f"-{check}"
 
 
-def bank_code(value: Any) -> str:
-    """One of :data:`BANK_CODES`, in any case; returned lower case as ETpay documents it."""
-    if not isinstance(value, str) or value.lower() not in BANK_CODES:
-        raise ValueError(_("must be one of %(codes)s.") % {"codes": ", ".join(BANK_CODES)})
+def bank_code(value: Any, country: str | None = None) -> str:
+    """One of :data:`BANK_CODES` (of ``country``'s banks when given), in any case; returned
+    lower case as ETpay documents it."""
+    codes = COUNTRY_BANK_CODES[country] if country else BANK_CODES
+    if not isinstance(value, str) or value.lower() not in codes:
+        raise ValueError(_("must be one of %(codes)s.") % {"codes": ", ".join(codes)})
+    return value.lower()
+
+
+def phone(value: Any) -> str:
+    """A Mexican phone number of 10 digits, as ETpay Mexico takes it (``9616689020``).
+
+    Spaces, dashes, dots and parentheses are dropped (``961 668 9020``, ``(961) 668-9020``); a
+    leading ``+52`` country code too. Returned as the 10 digits.
+    """
+    if not isinstance(value, str):
+        raise ValueError(_("must be a phone number of 10 digits, such as 9616689020."))
+    text = re.sub(r"[\s().-]", "", value)
+    if text.startswith("+52"):
+        text = text[3:]
+    if not (len(text) == 10 and text.isascii() and text.isdigit()):
+        raise ValueError(_("must be a phone number of 10 digits, such as 9616689020."))
+    return text
+
+
+def target_flow(value: Any) -> str:
+    """``"codi"`` or ``"spei"`` (any case): the Mexican payment method to preselect."""
+    if not isinstance(value, str) or value.lower() not in TARGET_FLOWS:
+        raise ValueError(_("must be codi or spei."))
     return value.lower()
 
 

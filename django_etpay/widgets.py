@@ -38,11 +38,15 @@ UNAVAILABLE_TEMPLATE = "django_etpay/unavailable.html"
 #: The form field the bank buttons post; read it in the view that opens the session.
 BANK_FIELD = "user_bank_code"
 
-#: Banks offered by :func:`render_bank_buttons` when none are named: ETpay's documented
-#: Chilean list (its test bank is added in the sandbox environment).
-DEFAULT_BANKS: tuple[str, ...] = tuple(
-    code for code in validators.CHILE_BANK_CODES if code != "cl_test"
-)
+#: Banks offered by :func:`render_bank_buttons` when none are named, per country of the
+#: default account: ETpay's documented lists (its test bank is added in the sandbox
+#: environment).
+COUNTRY_DEFAULT_BANKS: dict[str, tuple[str, ...]] = {
+    country: tuple(code for code in codes if not code.endswith("_test"))
+    for country, codes in validators.COUNTRY_BANK_CODES.items()
+}
+#: The Chilean default list (``COUNTRY_DEFAULT_BANKS["CL"]``).
+DEFAULT_BANKS: tuple[str, ...] = COUNTRY_DEFAULT_BANKS["CL"]
 
 
 def _origin(url: str) -> str:
@@ -317,13 +321,15 @@ def payment_url(session: PaymentSession | None) -> str:
 def bank_choices(banks: Iterable[str] | str | None = None) -> list[tuple[str, str]]:
     """``(code, display name)`` for ``banks`` (codes, or one comma-separated string).
 
-    Without ``banks``: :data:`DEFAULT_BANKS`, plus ETpay's test bank in the sandbox
+    Without ``banks``: the default account's country's banks (:data:`COUNTRY_DEFAULT_BANKS`:
+    ``cl_*`` for Chile, ``mx_*`` for Mexico), plus ETpay's test bank in the sandbox
     environment. Raises :class:`ValueError` naming the allowed codes for an unknown one.
     """
     if banks is None:
-        codes = list(DEFAULT_BANKS)
+        country = conf.account_country()
+        codes = list(COUNTRY_DEFAULT_BANKS[country])
         if conf.get_setting("ENVIRONMENT") == "sandbox":
-            codes.append("cl_test")
+            codes.append(f"{country.lower()}_test")
     elif isinstance(banks, str):
         codes = [code.strip() for code in banks.split(",") if code.strip()]
     else:

@@ -133,3 +133,30 @@ def test_the_environment_is_translated_in_spanish(admin_client: Client) -> None:
     assert session.merchant_order_id in filtered.content.decode()
     other = admin_client.get(changelist, {"environment": "production"})
     assert session.merchant_order_id not in other.content.decode()
+
+
+def test_a_mexican_session_shows_its_phone_and_method_and_no_rut(admin_client: Client) -> None:
+    session = make_session(
+        country="MX",
+        currency="MXN",
+        order_amount=1234,
+        customer_phone="9616689020",
+        target_flow="spei",
+        user_bank_code="mx_bbva",
+    )
+    html = session_page(admin_client, session)
+
+    assert "$1,234.00 MXN" in field_row(html, "amount_display")
+    assert "Mexico" in field_row(html, "country")
+    assert "9616689020" in field_row(html, "customer_phone")
+    assert "SPEI" in field_row(html, "target_flow")
+    assert "field-user_rut_display" not in html
+    assert "field-is_rut_block" not in html
+
+
+def test_a_chilean_session_keeps_its_rut_rows(admin_client: Client) -> None:
+    html = session_page(admin_client, make_session(user_rut="123456785", is_rut_block=True))
+
+    assert "12.345.678-5" in field_row(html, "user_rut_display")
+    assert "field-customer_phone" not in html
+    assert "field-target_flow" not in html

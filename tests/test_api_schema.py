@@ -48,7 +48,7 @@ def test_the_schema_describes_both_operations_completely() -> None:
     assert body == {"$ref": "#/components/schemas/SessionCreate"}
     components = schema["components"]["schemas"]
     assert set(components["SessionCreate"]["properties"]) == {
-        "order", "customer_email", "user_bank_code", "user_rut"
+        "order", "customer_email", "user_bank_code", "user_rut", "customer_phone", "target_flow"
     }  # fmt: skip
     assert "widget" in components["SessionCreated"]["required"]
     assert "widget" not in components["Session"]["properties"]

@@ -244,3 +244,31 @@ def test_system_error_on_the_cancellation_url_flags_reconciliation(
     assert session.needs_reconciliation is True
     assert received["completed"].call_count == 0
     assert received["failed"].call_count == 0
+
+
+def test_a_mexican_payment_beside_the_chilean_account(
+    base_url: str, settings: Any, received: dict[str, mock.Mock]
+) -> None:
+    """A Mexican alias on the same sandbox: SPEI, the phone sent, MXN all the way to paid."""
+    mexico = {
+        "MERCHANT_CODE": "mx_sandbox_e2e",
+        "MERCHANT_API_TOKEN": "mx-e2e-api-token-SECRET-77c1",
+        "API_URL": f"{base_url}/sandbox",
+        "PMT_URL": f"{base_url}/sandbox",
+        "COUNTRY": "MX",
+    }
+    settings.ETPAY = {**settings.ETPAY, "CURRENCY": "CLP", "MERCHANTS": {"mx": mexico}}
+    session = start(
+        base_url, "E2E-MX", merchant="mx", target_flow="spei", customer_phone="9616689020"
+    )
+    page = requests.get(session.payment_url, timeout=10)
+    assert "$23,990.00 MXN" in page.text
+    data = {"bank": "mx_bbva", "method": "spei", "phone": "9616689020", "action": "approve"}
+    response = requests.post(session.payment_url, data=data, allow_redirects=False, timeout=10)
+    assert response.status_code == 303
+
+    wait_until(sent(received["completed"]), "payment_completed after the webhook")
+    assert status_of(session) == "paid"
+    assert session.currency == "MXN"
+    assert webhooks(session).get().outcome == Notification.Outcome.ACCEPTED
+    assert session.payer_account == "SPEI 9616689020"

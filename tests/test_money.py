@@ -15,7 +15,10 @@ from django_etpay.money import format_amount
         (6990, "CLP", "$6.990"),
         (1234567, "clp", "$1.234.567"),
         (-6990, "CLP", "-$6.990"),
-        (1500, "MXN", "1.500 MXN"),
+        (1500, "MXN", "$1,500.00"),
+        (1234567, "mxn", "$1,234,567.00"),
+        (-39, "MXN", "-$39.00"),
+        (1500, "XYZ", "1.500 XYZ"),
         (6990, "", "$6.990"),
     ],
 )
@@ -47,7 +50,8 @@ def test_a_non_integer_amount_is_named_in_the_error() -> None:
         (6990, "CLP", "$6.990 CLP"),
         (15990, "clp", "$15.990 CLP"),
         (6990, None, "$6.990 CLP"),
-        (1500, "MXN", "1.500 MXN"),
+        (1500, "MXN", "$1,500.00 MXN"),
+        (1500, "XYZ", "1.500 XYZ"),
     ],
 )
 def test_format_money_always_names_the_currency(
@@ -62,6 +66,9 @@ def test_the_template_filter_writes_the_one_format(settings: Any) -> None:
     from django.template import Context, Template
 
     template = Template("{% load etpay %}{{ amount|etpay_money }}|{{ amount|etpay_money:'MXN' }}")
-    assert template.render(Context({"amount": 15990})) == "$15.990 CLP|15.990 MXN"
-    settings.ETPAY = {**settings.ETPAY, "CURRENCY": "MXN"}
-    assert Template("{% load etpay %}{{ 1500|etpay_money }}").render(Context()) == "1.500 MXN"
+    assert template.render(Context({"amount": 15990})) == "$15.990 CLP|$15,990.00 MXN"
+    # Without a currency the default account's country decides.
+    settings.ETPAY = {**settings.ETPAY, "COUNTRY": "MX"}
+    assert Template("{% load etpay %}{{ 1500|etpay_money }}").render(Context()) == (
+        "$1,500.00 MXN"
+    )

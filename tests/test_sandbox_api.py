@@ -244,12 +244,11 @@ def test_funnel_honours_a_preselected_bank(client: Client) -> None:
     assert validators.BANK_NAMES["cl_santander"] in page
 
 
-def test_a_preselected_mexican_bank_can_complete(client: Client) -> None:
-    session = new_session(client, user_bank_code="mx_bbva", payment_completed_url=f"{SHOP}/ok")
-    response = client.post(funnel(session), {"action": "approve"})
-    assert response.status_code == 303
-    claims = jwt.decode(jwt_of(response["Location"]), session.signature_token, ["HS256"])
-    assert claims["user_bank"] == "mx_bbva"
+def test_a_chilean_account_refuses_a_mexican_bank(client: Client) -> None:
+    # A Mexican account's preselected bank completes: tests/test_sandbox_mexico.py.
+    response = initialize(client, user_bank_code="mx_bbva")
+    assert response.status_code == 400
+    assert "user_bank_code must be one of cl_estado" in response.json()["message"]
 
 
 def test_funnel_prefills_and_locks_the_rut(client: Client) -> None:

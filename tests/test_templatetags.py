@@ -312,6 +312,16 @@ def test_bank_buttons_default_list_adds_the_test_bank_in_the_sandbox(settings: A
     assert "cl_mach" in production
 
 
+def test_bank_buttons_default_list_follows_the_accounts_country(settings: Any) -> None:
+    settings.ETPAY = {**settings.ETPAY, "COUNTRY": "MX", "MERCHANT_CODE": "mx_tests"}
+    html = render("{% etpay_bank_buttons '/pay/' %}", csrf_token="c")
+    values = [chunk.split('"', 1)[0] for chunk in html.split('value="')[2:]]
+    assert values == [*widgets.COUNTRY_DEFAULT_BANKS["MX"], "mx_test"]
+    assert values[0] == "mx_bbva"
+    assert "BBVA México" in html
+    assert "cl_estado" not in html
+
+
 def test_bank_buttons_take_the_csrf_token_from_the_request() -> None:
     request = RequestFactory().get("/")
     html = render("{% etpay_bank_buttons '/pay/' banks='cl_bci' %}", request=request)

@@ -91,12 +91,28 @@ class SessionCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
     user_bank_code = ValidatedCharField(
         validators.bank_code,
         max_length=32,
-        help_text="Bank to preselect in ETpay's funnel, such as cl_estado.",
+        help_text="Bank to preselect in ETpay's funnel, such as cl_estado (mx_bbva in Mexico).",
     )
     user_rut = ValidatedCharField(
         validators.rut,
         max_length=20,
-        help_text="The payer's RUT, to prefill ETpay's form (e.g. 12.345.678-5).",
+        help_text=(
+            "The payer's RUT, to prefill ETpay's form (e.g. 12.345.678-5). Chilean merchant "
+            "accounts only."
+        ),
+    )
+    customer_phone = ValidatedCharField(
+        validators.phone,
+        max_length=20,
+        help_text=(
+            "The payer's 10-digit phone, to prefill ETpay's CoDi/SPEI form (e.g. 9616689020). "
+            "Mexican merchant accounts only."
+        ),
+    )
+    target_flow = ValidatedCharField(
+        validators.target_flow,
+        max_length=8,
+        help_text="The payment method to preselect, codi or spei. Mexican accounts only.",
     )
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
@@ -145,7 +161,7 @@ class SessionSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
         read_only=True, help_text="True once the session is paid: stop polling."
     )
     amount_display = serializers.SerializerMethodField(
-        help_text="The amount as a payer reads it, e.g. $6.990."
+        help_text="The amount as a payer reads it, e.g. $6.990 (CLP) or $1,500.00 (MXN)."
     )
     payment_url = serializers.CharField(
         read_only=True, help_text="Where the payer pays (ETpay's funnel)."
@@ -167,6 +183,7 @@ class SessionSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
             "merchant_order_id",
             "order_amount",
             "currency",
+            "country",
             "amount_display",
             "refunded_amount",
             "payment_url",

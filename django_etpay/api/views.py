@@ -64,6 +64,8 @@ SESSION_ARGUMENTS: frozenset[str] = frozenset(
         "payment_webhook_url",
         "concat",
         "merchant",
+        "target_flow",
+        "customer_phone",
     }
 )
 #: The ``widget_config`` options an order hook may return.
@@ -71,7 +73,13 @@ WIDGET_ARGUMENTS: frozenset[str] = frozenset(
     {"success_url", "failure_url", "button_text", "open_on_load"}
 )
 #: What the payer may send and the hook may override.
-PAYER_ARGUMENTS: tuple[str, ...] = ("customer_email", "user_bank_code", "user_rut")
+PAYER_ARGUMENTS: tuple[str, ...] = (
+    "customer_email",
+    "user_bank_code",
+    "user_rut",
+    "customer_phone",
+    "target_flow",
+)
 
 #: ETpay's session tokens fit this column; a longer one cannot name a session.
 MAX_TOKEN_LENGTH = 255
@@ -253,8 +261,9 @@ def split_order(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """``initialize_session`` arguments and widget options from an order hook's reply.
 
-    The hook's values win; the payer's ``customer_email``, ``user_bank_code`` and ``user_rut``
-    fill in the ones it does not set (a key set to ``None`` keeps the payer's value out).
+    The hook's values win; the payer's ``customer_email``, ``user_bank_code``, ``user_rut``,
+    ``customer_phone`` and ``target_flow`` fill in the ones it does not set (a key set to
+    ``None`` keeps the payer's value out).
     Raises :class:`TypeError` for a reply that is not a mapping of known keys with an order id
     and an amount: a bug in the hook, not the payer's mistake.
     """

@@ -30,11 +30,17 @@ class SandboxSession(models.Model):
     merchant_code = models.CharField(max_length=64, help_text="merchant_code sent.")
     merchant_order_id = models.CharField(max_length=64, help_text="merchant_order_id sent.")
     order_amount = models.PositiveBigIntegerField(help_text="Amount in whole pesos.")
+    country = models.CharField(max_length=2, default="CL", help_text="The account's: CL or MX.")
+    currency = models.CharField(max_length=3, default="CLP", help_text="CLP or MXN.")
     customer_email = models.CharField(max_length=254, blank=True, help_text="As sent.")
     metadata = models.JSONField(default=list, blank=True, help_text="As sent.")
     user_bank_code = models.CharField(max_length=32, blank=True, help_text="As sent.")
     user_rut = models.CharField(max_length=16, blank=True, help_text="As sent, normalised.")
     is_rut_block = models.BooleanField(default=False, help_text="As sent.")
+    customer_phone = models.CharField(max_length=10, blank=True, help_text="As sent (Mexico).")
+    target_flow = models.CharField(
+        max_length=8, blank=True, help_text="As sent, then as chosen (Mexico): codi or spei."
+    )
     completed_url = models.URLField(max_length=2000, blank=True, help_text="As sent.")
     cancellation_url = models.URLField(max_length=2000, blank=True, help_text="As sent.")
     webhook_url = models.URLField(max_length=2000, blank=True, help_text="As sent.")

@@ -29,6 +29,8 @@ logger = logging.getLogger("django_etpay.sandbox")
 
 #: RUT used when the payer leaves the field empty (ETpay's sandbox examples use it).
 DEFAULT_PAYER_RUT = "111111111"
+#: Phone used for a Mexican payer when neither the shop nor the payer gives one.
+DEFAULT_PAYER_PHONE = "5555555555"
 #: Seconds the sandbox waits for the shop's webhook endpoint.
 WEBHOOK_TIMEOUT = (2.0, 10.0)
 #: Seconds by which a stale (out-of-order) result predates the real one.
@@ -84,15 +86,29 @@ def payment_claims(
     session: SandboxSession, *, approved: bool, as_string: bool = False
 ) -> dict[str, Any]:
     """The payment claims of a completed session, without ``iat``: the payer's bank and RUT
-    as chosen on the sandbox's page, its ``payment_token``."""
+    as chosen on the sandbox's page, its ``payment_token``.
+
+    A Mexican session's result has no RUT; its ``user_account`` names the method and the
+    phone (``SPEI 5555555555``), an invention of the sandbox: ETpay does not publish the
+    Mexican result's payer fields.
+    """
+    country: dict[str, Any] = {"user_rut": session.payer_rut}
+    if session.country == "MX":
+        method = "CoDi" if session.target_flow == "codi" else "SPEI"
+        country = {
+            "user_rut": OMIT,
+            "user_account": f"{method} {session.customer_phone}".strip(),
+            "merchant_account_bank": "mx_test",
+            "merchant_account_type": "clabe",
+        }
     return result_claims(
         session,
         status="success" if approved else "failure",
         user_bank=session.user_bank,
-        user_rut=session.payer_rut,
         payment_token=session.payment_token,
         payment_status=payment_status_value(approved, as_string),
         iat=OMIT,
+        **country,
     )
 
 
@@ -163,6 +179,11 @@ def known_origins(session: SandboxSession) -> list[str]:
         if origin and origin not in origins:
             origins.append(origin)
     return origins
+
+
+def bank_codes(session: SandboxSession) -> tuple[str, ...]:
+    """The bank codes of the session's country (``mx_*`` for a Mexican merchant)."""
+    return validators.COUNTRY_BANK_CODES.get(session.country, validators.CHILE_BANK_CODES)
 
 
 def bank_name(code: str) -> str:

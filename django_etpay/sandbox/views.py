@@ -146,6 +146,15 @@ _OPTIONAL: dict[str, Callable[[Any], Any]] = {
     "payment_cancellation_url": validators.http_url,
     "payment_webhook_url": validators.http_url,
     "concat": validators.concat,
+    "customer_phone": validators.phone,
+    "target_flow": validators.target_flow,
+}
+#: What only one country's ETpay takes: refused by the other's, as the app itself refuses it.
+_COUNTRY_ONLY: dict[str, str] = {
+    "user_rut": "CL",
+    "is_rut_block": "CL",
+    "customer_phone": "MX",
+    "target_flow": "MX",
 }
 
 
@@ -173,11 +182,18 @@ class InitializeView(_ApiView):
 
         cleaned: dict[str, Any] = {}
         problems: list[str] = []
+        optional = {
+            **_OPTIONAL,
+            "user_bank_code": lambda value: validators.bank_code(value, account.country),
+        }
         for name, clean in (
             ("merchant_order_id", validators.order_id),
             ("order_amount", _clean_amount),
-            *((name, fn) for name, fn in _OPTIONAL.items() if body.get(name) is not None),
+            *((name, fn) for name, fn in optional.items() if body.get(name) is not None),
         ):
+            if _COUNTRY_ONLY.get(name, account.country) != account.country:
+                problems.append(f"{name} is not taken by ETpay {account.country}.")
+                continue
             try:
                 cleaned[name] = clean(body[name])
             except ValueError as err:
@@ -193,6 +209,10 @@ class InitializeView(_ApiView):
             merchant_code=account.merchant_code,
             merchant_order_id=cleaned["merchant_order_id"],
             order_amount=cleaned["order_amount"],
+            country=account.country,
+            currency=account.currency,
+            customer_phone=cleaned.get("customer_phone", ""),
+            target_flow=cleaned.get("target_flow", ""),
             customer_email=cleaned.get("customer_email", ""),
             metadata=cleaned.get("metadata", []),
             user_bank_code=cleaned.get("user_bank_code", ""),
@@ -203,17 +223,20 @@ class InitializeView(_ApiView):
             **{column: cleaned.get(field, "") for field, column in URL_FIELDS.items()},
         )
         logger.info(
-            "Sandbox session %s created for order %s (%d CLP)%s",
+            "Sandbox session %s created for order %s (%d %s)%s",
             session.pk,
             session.merchant_order_id,
             session.order_amount,
+            session.currency,
             f" with faults {session.faults}" if session.faults else "",
         )
         _maybe_slow(injected)
         if "initialize_5xx" in injected:
             return _error("Sandbox: injected server error.", 503)
+        # ETpay's Mexican API may answer without terms (its SDK says terms_url may be null).
+        terms_url = TERMS_URL if account.country == "CL" else None
         return JsonResponse(
-            {"token": session.token, "signature_token": signature_token, "terms_url": TERMS_URL}
+            {"token": session.token, "signature_token": signature_token, "terms_url": terms_url}
         )
 
 
@@ -279,9 +302,9 @@ def _get_session(token: str) -> SandboxSession:
         raise Http404("Unknown sandbox session.") from None
 
 
-def _format_clp(amount: int) -> str:
-    # The sandbox plays a Chilean ETpay: its sessions are in CLP.
-    return money.format_money(int(amount), "CLP")
+def _format_amount(session: SandboxSession) -> str:
+    # The account's currency: CLP for a Chilean merchant, MXN for a Mexican one.
+    return money.format_money(int(session.order_amount), session.currency or "CLP")
 
 
 def _frame_headers(response: HttpResponse, session: SandboxSession) -> HttpResponse:
@@ -298,6 +321,8 @@ class _Typed:
     rut: str | None = None
     bank: str = ""
     faults: list[str] = field(default_factory=list)
+    phone: str | None = None
+    method: str = ""
 
 
 @method_decorator(
@@ -315,6 +340,12 @@ class FunnelView(View):
     The RUT is required from a person (an empty field is refused and the page keeps what was
     typed); a scripted POST that leaves the ``rut`` field out entirely pays as the sandbox's
     test RUT 11.111.111-1.
+
+    A Mexican merchant's session (``COUNTRY = "MX"``) asks for no RUT: the payer picks CoDi or
+    SPEI (``target_flow`` preselects one) and a ``mx_*`` bank, and confirms a 10-digit phone
+    (prefilled from ``customer_phone``); a scripted POST without them (no ``method_asked``
+    field, which the page sends) pays by SPEI with the phone sent, else the test phone
+    5555555555.
     """
 
     http_method_names = ["get", "post"]
@@ -335,19 +366,28 @@ class FunnelView(View):
         typed_rut: str | None = None,
         chosen_bank: str = "",
         chosen_faults: list[str] | None = None,
+        typed_phone: str | None = None,
+        chosen_method: str = "",
     ) -> dict[str, Any]:
         shown = [entry for entry in session.metadata if entry.get("show") is True]
-        banks = [(code, payments.bank_name(code)) for code in validators.CHILE_BANK_CODES]
+        codes = payments.bank_codes(session)
+        banks = [(code, payments.bank_name(code)) for code in codes]
+        # Nothing is checked unless the shop preselected a method: the payer chooses.
+        method = chosen_method or session.target_flow
         if typed_rut is not None and not session.is_rut_block:
             rut = typed_rut
         else:
             rut = validators.format_rut(session.user_rut) if session.user_rut else ""
         return {
             "session": session,
-            "amount": _format_clp(session.order_amount),
+            "amount": _format_amount(session),
             "metadata": shown,
             "banks": banks,
-            "chosen_bank": chosen_bank if chosen_bank in validators.CHILE_BANK_CODES else "",
+            "chosen_bank": chosen_bank if chosen_bank in codes else "",
+            "mexican": session.country == "MX",
+            "methods": [("codi", "CoDi"), ("spei", "SPEI")],
+            "chosen_method": method if method in validators.TARGET_FLOWS else "",
+            "phone": session.customer_phone if typed_phone is None else typed_phone,
             "preselected_bank": session.user_bank_code,
             "preselected_bank_name": payments.bank_name(session.user_bank_code),
             "rut": rut,
@@ -372,16 +412,24 @@ class FunnelView(View):
         if action == "cancel":
             return self._finish(request, session, action="cancel", bank="", rut="", extra="")
         typed_rut = request.POST.get("rut")
+        typed_phone = request.POST.get("phone")
         kept = _Typed(
             rut=typed_rut.strip() if typed_rut is not None else None,
             bank=request.POST.get("bank", ""),
             faults=request.POST.getlist("faults"),
+            phone=typed_phone.strip() if typed_phone is not None else None,
+            method=request.POST.get("method", ""),
         )
         if action not in ("approve", "reject"):
             return self._invalid(request, session, gettext("Choose approve or reject."), kept=kept)
         bank = session.user_bank_code or request.POST.get("bank", "")
-        if bank not in validators.BANK_CODES:
+        if bank not in payments.bank_codes(session):
             return self._invalid(request, session, gettext("Choose your bank."), kept=kept)
+        extra = faults_mod.from_names(request.POST.getlist("faults"))
+        if session.country == "MX":
+            return self._mexican(
+                request, session, action=action, bank=bank, kept=kept, extra=extra
+            )
         if session.is_rut_block:
             rut = session.user_rut
         elif typed_rut is None:
@@ -396,8 +444,38 @@ class FunnelView(View):
                 return self._invalid(
                     request, session, gettext("RUT %(error)s") % {"error": err}, kept=kept
                 )
-        extra = faults_mod.from_names(request.POST.getlist("faults"))
         return self._finish(request, session, action=action, bank=bank, rut=rut, extra=extra)
+
+    def _mexican(
+        self,
+        request: HttpRequest,
+        session: SandboxSession,
+        *,
+        action: str,
+        bank: str,
+        kept: _Typed,
+        extra: str,
+    ) -> HttpResponse:
+        """CoDi or SPEI, and the payer's phone, for a Mexican merchant's session."""
+        method = kept.method or session.target_flow
+        if not method and "method_asked" not in request.POST:
+            # A scripted POST (no form): SPEI, as documented above.
+            method = "spei"
+        if method not in validators.TARGET_FLOWS:
+            return self._invalid(request, session, gettext("Choose CoDi or SPEI."), kept=kept)
+        if kept.phone is None:
+            phone = session.customer_phone or payments.DEFAULT_PAYER_PHONE
+        else:
+            try:
+                phone = validators.phone(kept.phone)
+            except ValueError:
+                return self._invalid(
+                    request, session, gettext("Enter your phone: 10 digits."), kept=kept
+                )
+        session.target_flow = method
+        return self._finish(
+            request, session, action=action, bank=bank, rut="", extra=extra, phone=phone
+        )
 
     def _finish(
         self,
@@ -408,6 +486,7 @@ class FunnelView(View):
         bank: str,
         rut: str,
         extra: str,
+        phone: str = "",
     ) -> HttpResponse:
         try:
             merged = faults_mod.merge(extra, request.GET.get("faults"))
@@ -424,6 +503,11 @@ class FunnelView(View):
             status = SandboxSession.Status.APPROVED
         else:
             status = SandboxSession.Status.REJECTED
+        # A Mexican payer has no RUT: the method chosen and the phone confirmed are kept.
+        default_rut = "" if session.country == "MX" else payments.DEFAULT_PAYER_RUT
+        mexican: dict[str, str] = {}
+        if session.country == "MX" and action != "cancel":
+            mexican = {"target_flow": session.target_flow, "customer_phone": phone}
         alias = router.db_for_write(SandboxSession)
         with transaction.atomic(using=alias):
             # A compare-and-set: a double click or a second tab completes the session once.
@@ -434,8 +518,9 @@ class FunnelView(View):
                     status=status,
                     payment_token=secrets.token_urlsafe(24),
                     user_bank=payments.bank_name(bank) if bank else "",
-                    payer_rut=rut or ("" if action == "cancel" else payments.DEFAULT_PAYER_RUT),
+                    payer_rut=rut or ("" if action == "cancel" else default_rut),
                     faults=faults_mod.serialize(injected),
+                    **mexican,
                     completed_at=timezone.now(),
                 )
             )
@@ -454,7 +539,13 @@ class FunnelView(View):
     ) -> HttpResponse:
         kept = kept or _Typed()
         context = self._context(
-            session, error, typed_rut=kept.rut, chosen_bank=kept.bank, chosen_faults=kept.faults
+            session,
+            error,
+            typed_rut=kept.rut,
+            chosen_bank=kept.bank,
+            chosen_faults=kept.faults,
+            typed_phone=kept.phone,
+            chosen_method=kept.method,
         )
         response = render(request, self.template_name, context, status=400)
         return _frame_headers(response, session)
@@ -527,7 +618,7 @@ class FunnelView(View):
     ) -> HttpResponse:
         context = {
             "session": session,
-            "amount": _format_clp(session.order_amount),
+            "amount": _format_amount(session),
             "jwt": jwt,
             "next_url": next_url,
             "finished": finished,

@@ -93,8 +93,9 @@ def etpay_shop_url() -> str:
 def etpay_money(amount: int, currency: str | None = None) -> str:
     """``{{ 6990|etpay_money }}`` -> ``$6.990 CLP``: the one way amounts are written.
 
-    ``currency`` defaults to ``ETPAY["CURRENCY"]``; pass the session's for a session's amount
+    ``currency`` defaults to the default account's (``ETPAY["COUNTRY"]``: CLP or MXN); pass
+    the session's for a session's amount
     (``{{ session.order_amount|etpay_money:session.currency }}``). An amount that is not an
     ``int`` (a float or a string from a form) is a mistake in the template's data and raises.
     """
-    return money.format_money(amount, currency or conf.get_setting("CURRENCY"))
+    return money.format_money(amount, currency or conf.account_currency())

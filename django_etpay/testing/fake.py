@@ -429,7 +429,7 @@ class FakeEtpay:
             merchant_code=account.merchant_code,
             merchant_order_id=str(body["merchant_order_id"]),
             order_amount=amount,
-            currency=str(conf.get_setting("CURRENCY")),
+            currency=account.currency,
             request=optional,
             merchant_alias=account.alias,
         )
@@ -438,7 +438,8 @@ class FakeEtpay:
         return {
             "token": fake.token,
             "signature_token": fake.signature_token,
-            "terms_url": self.terms_url,
+            # ETpay's Mexican API may answer without terms (null).
+            "terms_url": self.terms_url if account.country == "CL" else None,
         }
 
     def _status(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:

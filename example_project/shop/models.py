@@ -1,4 +1,4 @@
-"""Products and orders. Amounts are whole Chilean pesos."""
+"""Products and orders. Amounts are whole pesos of the shop's country (CLP, or MXN)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from django.db import models
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
+from django_etpay.conf import account_currency
 from django_etpay.money import format_money
 
 
 def format_clp(value: int) -> str:
-    """``24990`` -> ``$24.990 CLP``: the app's one format (``etpay_money`` in templates)."""
-    return format_money(value, "CLP")
+    """``24990`` -> ``$24.990 CLP``: the app's one format (``etpay_money`` in templates), in
+    the shop's currency (``$24,990.00 MXN`` for a Mexican shop)."""
+    return format_money(value, account_currency())
 
 
 class Product(models.Model):

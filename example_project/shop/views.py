@@ -33,6 +33,8 @@ logger = logging.getLogger("shop")
 LAST_ORDER_KEY = "shop_last_order"
 #: The Django session key that asks the pay page to open the widget once, after checkout.
 OPEN_WIDGET_KEY = "shop_open_widget"
+#: The Django session key of the phone a Mexican payer gave at checkout (ETpay prefills it).
+PHONE_KEY = "shop_phone"
 #: How often the order page looks again while a confirmation is on its way, and how many
 #: times: after that it stops and offers "check again" and "pay again" instead.
 POLL_SECONDS = 2
@@ -40,10 +42,29 @@ MAX_POLLS = 30
 
 
 class CheckoutForm(forms.Form):
-    """E-mail and quantity for a single-item checkout."""
+    """E-mail and quantity for a single-item checkout; a Mexican shop asks for a phone too,
+    which ETpay Mexico prefills in its CoDi/SPEI form."""
 
     email = forms.EmailField(label=_("E-mail"), initial="payer@example.com")
     quantity = forms.IntegerField(label=_("Quantity"), min_value=1, max_value=10, initial=1)
+    phone = forms.CharField(
+        label=_("Mobile phone"), required=False, max_length=20, widget=forms.TextInput()
+    )
+    phone.widget.input_type = "tel"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if conf.account_country() != "MX":
+            del self.fields["phone"]
+
+    def clean_phone(self) -> str:
+        value: str = self.cleaned_data.get("phone", "")
+        if not value:
+            return ""
+        try:
+            return validators.phone(value)
+        except ValueError as err:
+            raise forms.ValidationError(str(err)) from None
 
 
 def product_list(request: HttpRequest) -> HttpResponse:
@@ -88,6 +109,8 @@ def _open_session(
                 {"name": "order_pk", "value": order.pk, "show": False},
             ],
             user_bank_code=user_bank_code,
+            # A Mexican shop: the phone the payer gave, prefilled in CoDi/SPEI.
+            customer_phone=request.session.get(PHONE_KEY) or None,
             request=request,
         )
     except EtpayError as err:
@@ -107,6 +130,10 @@ def checkout(request: HttpRequest, slug: str) -> HttpResponse:
     if not form.is_valid():
         return _render_products(request, form, product.slug, status=400)
     order = Order.place(product, form.cleaned_data["quantity"], form.cleaned_data["email"])
+    if form.cleaned_data.get("phone"):
+        request.session[PHONE_KEY] = form.cleaned_data["phone"]
+    else:
+        request.session.pop(PHONE_KEY, None)
     if _open_session(request, order) is not None:
         request.session[OPEN_WIDGET_KEY] = order.number
     request.session[LAST_ORDER_KEY] = order.number
@@ -150,7 +177,7 @@ def _bank_code(request: HttpRequest) -> str | None:
     if value is None:
         return None
     try:
-        return validators.bank_code(value)
+        return validators.bank_code(value, conf.account_country())
     except ValueError:
         return None
 

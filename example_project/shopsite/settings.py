@@ -24,6 +24,10 @@ ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1
 SHOP_PORT = os.environ.get("SHOP_PORT", "8000")
 #: Whether this project mounts the local ETpay sandbox (the default).
 SHOP_LOCAL_SANDBOX = os.environ.get("SHOP_LOCAL_SANDBOX", "1") == "1"
+#: The shop's country: "CL" (the default, pesos chilenos) or "MX" (a Mexican shop: MXN,
+#: CoDi/SPEI, the payer's phone instead of a RUT). See docs/example-shop.md.
+SHOP_COUNTRY = os.environ.get("ETPAY_EXAMPLE_COUNTRY", "CL").upper()
+_MEXICAN = SHOP_COUNTRY == "MX"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -85,7 +89,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "es"
 LANGUAGES = [("es", "Español"), ("en", "English")]
-TIME_ZONE = "America/Santiago"
+TIME_ZONE = "America/Mexico_City" if _MEXICAN else "America/Santiago"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
@@ -93,8 +97,12 @@ STATIC_URL = "static/"
 _local_sandbox_url = f"http://127.0.0.1:{SHOP_PORT}/sandbox"
 ETPAY = {
     "ENVIRONMENT": os.environ.get("ETPAY_ENVIRONMENT", "sandbox"),
+    # The merchant account's country: its currency (CLP, MXN) and payment fields follow.
+    "COUNTRY": SHOP_COUNTRY,
     # Local demo credentials: the mounted sandbox accepts exactly these.
-    "MERCHANT_CODE": os.environ.get("ETPAY_MERCHANT_CODE", "cl_sandbox_example_shop"),
+    "MERCHANT_CODE": os.environ.get(
+        "ETPAY_MERCHANT_CODE", "mx_sandbox_example_shop" if _MEXICAN else "cl_sandbox_example_shop"
+    ),
     "MERCHANT_API_TOKEN": os.environ.get(
         "ETPAY_MERCHANT_API_TOKEN", "example-shop-local-sandbox-api-token"
     ),

@@ -27,6 +27,9 @@ Fixtures for any test module under ``tests/browser/``:
     a strict CSP with nonces on every shop page, demo products loaded, a fresh SQLite
     database whose rows ``shop.query(sql, params)`` reads, and the server's output in
     ``shop.log``.
+``mexican_shop``
+    The same shop switched to Mexico (``ETPAY_EXAMPLE_COUNTRY=MX``: MXN, CoDi/SPEI, the
+    payer's phone), served on its own port and database the first time a test asks for it.
 ``screenshot(target, name)``
     Saves a PNG of a page or a locator as ``<name>.png`` in ``ETPAY_SCREENSHOT_DIR`` (``make
     screenshots`` sets it to ``docs/img``), else in the run's temporary folder; returns the path.
@@ -89,8 +92,11 @@ class Shop:
 
 
 @contextlib.contextmanager
-def served_shop(folder: Path) -> Iterator[Shop]:
-    """Migrate a fresh database in ``folder``, load the demo products, serve the shop."""
+def served_shop(folder: Path, **extra_env: str) -> Iterator[Shop]:
+    """Migrate a fresh database in ``folder``, load the demo products, serve the shop.
+
+    ``extra_env`` adds environment variables, e.g. ``ETPAY_EXAMPLE_COUNTRY="MX"``.
+    """
     import subprocess
 
     port = free_port()
@@ -103,6 +109,7 @@ def served_shop(folder: Path) -> Iterator[Shop]:
             "SHOP_PORT": str(port),
             "SHOP_DATABASE": str(database),
             "PYTHONUNBUFFERED": "1",
+            **extra_env,
         }
     )
     manage = [sys.executable, "manage.py"]
@@ -157,6 +164,13 @@ def _wait_until_serving(process: Any, url: str, log_path: Path) -> None:
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
     """Serve the example shop (and its sandbox) until the run ends."""
     with served_shop(tmp_path_factory.mktemp("shop")) as served:
+        yield served
+
+
+@pytest.fixture(scope="session")
+def mexican_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
+    """The example shop switched to Mexico (``ETPAY_EXAMPLE_COUNTRY=MX``), served on demand."""
+    with served_shop(tmp_path_factory.mktemp("shop-mx"), ETPAY_EXAMPLE_COUNTRY="MX") as served:
         yield served
 
 
