@@ -108,7 +108,8 @@ class EtpayProvider(BasicProvider):  # type: ignore[misc]  # django-payments shi
     def open_session(self, payment: BasePayment) -> PaymentSession:
         """Create the ETpay session for ``payment`` (through ``initialize_session``)."""
         amount = self.amount_of(payment)
-        currency = str(conf.get_setting("CURRENCY"))
+        # The account's own currency (CLP for Chile, MXN for Mexico), not the global setting.
+        currency = conf.account_currency(self.merchant or None)
         if str(payment.currency).upper() != currency:
             raise self.fail(
                 payment,
