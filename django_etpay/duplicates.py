@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import logging
 
-from django.db import transaction
-
 from django_etpay import outbox
 from django_etpay.dispatch import write_alias
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
@@ -52,41 +50,52 @@ def extra_payments(session: PaymentSession) -> list[Notification]:
     ]
 
 
+def lock_session(session: PaymentSession, *, using: str) -> bool:
+    """Take ``session``'s row lock (``select_for_update``) on ``using``; False if it is gone.
+
+    Call inside ``transaction.atomic(using=using)``, before anything else in that transaction
+    writes a row referencing the session (see :func:`record_duplicate`).
+    """
+    return (
+        PaymentSession.objects.using(using)
+        .select_for_update()
+        .filter(pk=session.pk)
+        .order_by()
+        .values_list("pk", flat=True)
+        .first()
+    ) is not None
+
+
 def record_duplicate(
     session: PaymentSession, notification: Notification, payment_token: str
 ) -> OutboxEffect | None:
     """Record the extra payment ``payment_token`` of the paid ``session``, once.
 
+    Must run inside ``transaction.atomic(using=...)`` on the session's database with the
+    session's row already locked (the pipeline's locked block, or :func:`lock_session` taken
+    first). The lock orders concurrent deliveries of one extra payment, so exactly one of them
+    records it; and taking it before the storage budget's ``UPDATE`` and the inserts that
+    reference the session (whose foreign-key checks take ``FOR KEY SHARE`` on its row)
+    keeps one lock order for every delivery, so they never deadlock.
+
     Called by the result pipeline with the verified result's record (saved or not: a result
     past the session's storage budget for repeats is saved here all the same, since it carries
     money). The first time a payment token is seen, an outbox effect is written and
     ``payment_duplicated`` is sent after commit; a repeat of the same payment finds that
-    effect and does nothing. The session's row lock orders concurrent deliveries of one extra
-    payment, so exactly one of them records it. Returns the new effect, or ``None`` for a
-    payment already recorded.
+    effect and does nothing. Returns the new effect, or ``None`` for a payment already
+    recorded.
     """
     alias = write_alias()
-    with transaction.atomic(using=alias):
-        locked = (
-            PaymentSession.objects.using(alias)
-            .select_for_update()
-            .filter(pk=session.pk)
-            .order_by()
-            .values_list("pk", flat=True)
-            .first()
-        )
-        if locked is None:
-            return None
-        known = (
-            OutboxEffect.objects.using(alias)
-            .filter(session_id=session.pk, kind=KIND, notification__payment_token=payment_token)
-            .exists()
-        )
-        if known:
-            return None
-        if not notification.pk:  # not stored by the pipeline (its repeat budget is used up)
-            notification.save(using=alias)
-        effect = outbox.record(KIND, session=session, notification=notification)
+    known = (
+        OutboxEffect.objects.using(alias)
+        .filter(session_id=session.pk, kind=KIND, notification__payment_token=payment_token)
+        .exists()
+    )
+    if known:
+        return None
+    if not notification.pk:  # not stored by the pipeline (its repeat budget is used up)
+        notification.save(using=alias)
+    effect = outbox.record(KIND, session=session, notification=notification)
     logger.warning(
         "ETpay session %s for order %s was paid more than once (another payment_token); "
         "the extra payment is the shop's to give back",

@@ -105,6 +105,40 @@ def _apply_verified(
             previous_status=decision.status_before,
         )
         return notification
+    extra = duplicates.is_extra_payment(session, notification)
+    if extra and not locked:
+        # A second payment_token on a paid session: money the shop has to give back, recorded
+        # once per token under the session's row lock. The lock is taken first, and the
+        # budget's UPDATE and every INSERT referencing the session follow it in the same
+        # transaction: locking only after an autocommit UPDATE and INSERT (whose foreign-key
+        # check takes FOR KEY SHARE on the row) lets concurrent deliveries wait on each other
+        # in a cycle, which PostgreSQL breaks by killing one of them.
+        with transaction.atomic(using=alias):
+            # A session deleted meanwhile leaves nothing to record against.
+            if duplicates.lock_session(session, using=alias):
+                _store_repeat(notification, session, decision, channel, alias)
+                duplicates.record_duplicate(session, notification, notification.payment_token)
+    else:
+        _store_repeat(notification, session, decision, channel, alias)
+        if extra:  # already inside the pipeline's locked transaction
+            duplicates.record_duplicate(session, notification, notification.payment_token)
+    logger.debug(
+        "ETpay %s result for session %s changes nothing (%s)",
+        channel,
+        session.pk,
+        decision.reason or "duplicate",
+    )
+    return notification
+
+
+def _store_repeat(
+    notification: Notification,
+    session: PaymentSession,
+    decision: Decision,
+    channel: str,
+    alias: str,
+) -> None:
+    """Store the record of a result that changes nothing, within the session's budget."""
     # One mechanism, locked or not: the counter's conditional UPDATE and the row together (the
     # counter is not in the changes, so updated_at keeps saying when the session last changed).
     stored = save_within_budget(
@@ -121,16 +155,6 @@ def _apply_verified(
             session.pk,
             decision.reason or "duplicate",
         )
-    # A second payment_token on a paid session: money the shop has to give back.
-    if duplicates.is_extra_payment(session, notification):
-        duplicates.record_duplicate(session, notification, notification.payment_token)
-    logger.debug(
-        "ETpay %s result for session %s changes nothing (%s)",
-        channel,
-        session.pk,
-        decision.reason or "duplicate",
-    )
-    return notification
 
 
 def _log_transition(session: PaymentSession, decision: Decision, channel: str) -> None:
