@@ -22,11 +22,8 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import ROOT, approve
+from tests.browser.conftest import ROOT, approve, expect
 from tests.subprocesses import free_port, wait_for_url, wait_until
-
-pytest.importorskip("payments", reason="needs django-payments (the extra `payments`)")
-expect = pytest.importorskip("playwright.sync_api").expect
 
 pytestmark = pytest.mark.heavy
 

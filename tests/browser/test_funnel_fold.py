@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import Shop, buy, funnel_frame
+from tests.browser.conftest import Shop, buy, expect, funnel_frame
 
 pytestmark = pytest.mark.heavy
-expect = pytest.importorskip("playwright.sync_api").expect
 
 
 @pytest.mark.parametrize(

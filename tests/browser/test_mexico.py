@@ -7,11 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import Shop, funnel_frame, wait_for_order_page
+from tests.browser.conftest import Shop, expect, funnel_frame, wait_for_order_page
 
 pytestmark = pytest.mark.heavy
-
-expect = pytest.importorskip("playwright.sync_api").expect
 
 
 def test_a_mexican_order_paid_by_spei_through_the_widget(

@@ -13,16 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import Shop, approve, buy, funnel_frame, wait_for_order_page
+from tests.browser.conftest import Shop, approve, buy, expect, funnel_frame, wait_for_order_page
 
 pytestmark = pytest.mark.heavy
-
-
-def expect(target: Any) -> Any:
-    """Playwright's ``expect``, imported when a test runs (see the ``browser`` fixture)."""
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect(target)
 
 
 RESULT_URL = "**/etpay/widget-result/"
