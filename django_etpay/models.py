@@ -6,6 +6,7 @@ find them there); most of it is field documentation (``help_text``) and choices.
 
 from __future__ import annotations
 
+import django
 from django.conf import settings
 from django.db import models
 from django.db.models.functions import Upper
@@ -13,6 +14,11 @@ from django.utils.translation import gettext_lazy as _
 
 from django_etpay import conf
 from django_etpay.fields import EncryptedSecretField
+
+
+#: The name of CheckConstraint's condition argument: ``check`` until Django 5.1 named it
+#: ``condition`` (Django 6.0 accepts only ``condition``; 4.2 only ``check``).
+CHECK_CONDITION = "condition" if django.VERSION >= (5, 1) else "check"
 
 
 class TimestampMixin(models.Model):
@@ -724,7 +730,7 @@ class Refund(TimestampMixin):
         ]
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(amount__gt=0), name="etpay_refund_amount_positive"
+                **{CHECK_CONDITION: models.Q(amount__gt=0)}, name="etpay_refund_amount_positive"
             ),
         ]
         permissions = [

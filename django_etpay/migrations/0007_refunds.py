@@ -4,6 +4,9 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
+# check= before Django 5.1, condition= from then on (the only name Django 6.0 accepts).
+CHECK_CONDITION = "condition" if django.VERSION >= (5, 1) else "check"
+
 
 class Migration(migrations.Migration):
 
@@ -63,6 +66,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='refund',
-            constraint=models.CheckConstraint(condition=models.Q(('amount__gt', 0)), name='etpay_refund_amount_positive'),
+            constraint=models.CheckConstraint(**{CHECK_CONDITION: models.Q(('amount__gt', 0))}, name='etpay_refund_amount_positive'),
         ),
     ]
