@@ -103,3 +103,47 @@ def record_duplicate(
         session.merchant_order_id,
     )
     return effect
+
+
+def record_paid_sibling(
+    session: PaymentSession, notification: Notification, *, using: str
+) -> OutboxEffect | None:
+    """Record ``session``'s payment as an extra one when another session of its order is paid.
+
+    Called by the result pipeline in the transaction that has just marked ``session`` paid
+    (its row locked). ``session_for_order`` keeps one live session per order, but a session
+    opened another way, or one paid after its order's next session was opened, can be paid
+    too: the payer's money then moved twice for one order. The shop gets
+    ``payment_completed`` for this session (it is paid) and ``payment_duplicated`` with this
+    session's payment token, once (this transition happens once).
+
+    Two sessions of one order paid at the same moment must not each miss the other, so every
+    such check first takes the row lock of the order's oldest other session: they queue on
+    one row, and the holder of that row's own lock takes no second one, so no cycle forms.
+    """
+    siblings = (
+        PaymentSession.objects.using(using)
+        .filter(
+            merchant=session.merchant,
+            environment=session.environment,
+            merchant_order_id=session.merchant_order_id,
+        )
+        .exclude(pk=session.pk)
+    )
+    # One statement when the order has no other session, the common case.
+    first = siblings.order_by("pk").values_list("pk", flat=True).first()
+    if first is None:
+        return None
+    if first < session.pk:
+        locked = PaymentSession.objects.using(using).select_for_update().filter(pk=first)
+        list(locked.order_by().values_list("pk", flat=True))
+    if not siblings.filter(status=PaymentSession.Status.PAID).exists():
+        return None
+    effect = outbox.record(KIND, session=session, notification=notification)
+    logger.warning(
+        "ETpay session %s paid order %s, which another session had paid already; "
+        "the extra payment is the shop's to give back",
+        session.pk,
+        session.merchant_order_id,
+    )
+    return effect

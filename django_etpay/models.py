@@ -15,7 +15,6 @@ from django.utils.translation import gettext_lazy as _
 from django_etpay import conf
 from django_etpay.fields import EncryptedSecretField
 
-
 #: The name of CheckConstraint's condition argument: ``check`` until Django 5.1 named it
 #: ``condition`` (Django 6.0 accepts only ``condition``; 4.2 only ``check``).
 CHECK_CONDITION = "condition" if django.VERSION >= (5, 1) else "check"

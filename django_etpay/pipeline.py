@@ -104,6 +104,9 @@ def _apply_verified(
             notification=notification,
             previous_status=decision.status_before,
         )
+        if session.status == PaymentSession.Status.PAID:
+            # Another session of the same order paid already: the order is paid twice.
+            duplicates.record_paid_sibling(session, notification, using=alias)
         return notification
     extra = duplicates.is_extra_payment(session, notification)
     if extra and not locked:

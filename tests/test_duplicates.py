@@ -162,3 +162,74 @@ def test_is_extra_payment_needs_two_different_tokens() -> None:
     session.payment_token = "pay-1"
     session.status = PaymentSession.Status.FAILED
     assert not duplicates.is_extra_payment(session, result())
+
+
+# -- a second session of an order that is already paid ------------------------------------------
+
+
+def test_a_second_session_of_a_paid_order_paid_too_fires_payment_duplicated_once(
+    deliver: Any, duplicated: mock.MagicMock, completed: mock.MagicMock
+) -> None:
+    first = make_session(merchant_order_id="OC-TWICE")
+    second = make_session(merchant_order_id="OC-TWICE")
+    deliver(mint_jwt(first, payment_token="pay-one"))
+    duplicated.assert_not_called()
+
+    paid_again = deliver(mint_jwt(second, payment_token="pay-two"))
+    # A repeat of the second session's result changes nothing and announces nothing again.
+    deliver(mint_jwt(second, payment_token="pay-two"), Channel.REDIRECT)
+
+    duplicated.assert_called_once()
+    kwargs = duplicated.call_args.kwargs
+    assert kwargs["session"].pk == second.pk
+    assert kwargs["notification"].pk == paid_again.pk
+    assert kwargs["payment_token"] == "pay-two"
+    # Both sessions are paid, so both are announced complete: the shop's receiver fulfils once
+    # and gives the second payment back.
+    assert [c.kwargs["session"].pk for c in completed.call_args_list] == [first.pk, second.pk]
+    assert OutboxEffect.objects.filter(kind=KIND).count() == 1
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"merchant_order_id": "OC-ANOTHER"},
+        {"merchant": "other-account"},
+        {"environment": "production"},
+    ],
+)
+def test_a_paid_session_of_another_order_account_or_environment_is_no_sibling(
+    deliver: Any, duplicated: mock.MagicMock, other: dict[str, str]
+) -> None:
+    paid = make_session(**{"merchant_order_id": "OC-ONE", **other})
+    PaymentSession.objects.filter(pk=paid.pk).update(status=PaymentSession.Status.PAID)
+    session = make_session(merchant_order_id="OC-ONE")
+
+    assert deliver(mint_jwt(session)).outcome == Notification.Outcome.ACCEPTED
+
+    duplicated.assert_not_called()
+
+
+@pytest.mark.parametrize("status", ["pending", "failed", "expired", "error"])
+def test_a_sibling_that_is_not_paid_is_no_double_payment(
+    deliver: Any, duplicated: mock.MagicMock, status: str
+) -> None:
+    make_session(merchant_order_id="OC-ONCE", status=status)
+    session = make_session(merchant_order_id="OC-ONCE")
+
+    deliver(mint_jwt(session))
+
+    duplicated.assert_not_called()
+
+
+def test_the_older_session_paid_after_the_newer_one_is_the_extra_payment(
+    deliver: Any, duplicated: mock.MagicMock
+) -> None:
+    older = make_session(merchant_order_id="OC-LATE")
+    newer = make_session(merchant_order_id="OC-LATE")
+    deliver(mint_jwt(newer, payment_token="pay-newer"))
+    deliver(mint_jwt(older, payment_token="pay-older"))
+
+    duplicated.assert_called_once()
+    assert duplicated.call_args.kwargs["session"].pk == older.pk
+    assert duplicated.call_args.kwargs["payment_token"] == "pay-older"

@@ -91,3 +91,19 @@ def test_different_extra_payments_at_once_fire_once_each(heard: list[str]) -> No
 
     assert sorted(heard) == sorted(extra)
     assert OutboxEffect.objects.filter(session=session, kind=KIND).count() == 10
+
+
+@pytest.mark.parametrize("sessions", [2, 5])
+def test_sessions_of_one_order_paid_at_once_are_one_payment_and_extra_ones(
+    heard: list[str], sessions: int
+) -> None:
+    # Each session's first payment holds only its own row lock; the check for a paid sibling
+    # queues on the order's oldest session, so no two of them miss each other.
+    order = [make_session(merchant_order_id="OC-RACE") for _ in range(sessions)]
+    tokens = [f"pay-{n}" for n in range(sessions)]
+
+    deliver_together([mint_jwt(s, payment_token=t) for s, t in zip(order, tokens, strict=True)])
+
+    assert len(heard) == sessions - 1
+    assert set(heard) < set(tokens)
+    assert OutboxEffect.objects.filter(kind=KIND).count() == sessions - 1

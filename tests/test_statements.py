@@ -104,9 +104,11 @@ def assert_at_most(statements: list[str], bound: list[str]) -> None:
 
 
 def first_delivery() -> list[str]:
-    """Read, then lock and re-read in a transaction; change, record, outbox effect; after
-    commit the effect is marked delivered."""
+    """Read, then lock and re-read in a transaction; change, record, outbox effect, and (for a
+    payment) whether the order has another session, paid already; after commit the effect is
+    marked delivered."""
     return [
+        f"SELECT {SESSION}",
         f"SELECT {SESSION}",
         locked(SESSION),
         f"UPDATE {SESSION}",
