@@ -6,6 +6,8 @@ find them there); most of it is field documentation (``help_text``) and choices.
 
 from __future__ import annotations
 
+from typing import Any
+
 import django
 from django.conf import settings
 from django.db import models
@@ -18,6 +20,10 @@ from django_etpay.fields import EncryptedSecretField
 #: The name of CheckConstraint's condition argument: ``check`` until Django 5.1 named it
 #: ``condition`` (Django 6.0 accepts only ``condition``; 4.2 only ``check``).
 CHECK_CONDITION = "condition" if django.VERSION >= (5, 1) else "check"
+_REFUND_AMOUNT_POSITIVE: dict[str, Any] = {
+    CHECK_CONDITION: models.Q(amount__gt=0),
+    "name": "etpay_refund_amount_positive",
+}
 
 
 class TimestampMixin(models.Model):
@@ -728,9 +734,7 @@ class Refund(TimestampMixin):
             models.Index(fields=["state", "created_at"], name="etpay_refund_state_idx"),
         ]
         constraints = [
-            models.CheckConstraint(
-                **{CHECK_CONDITION: models.Q(amount__gt=0)}, name="etpay_refund_amount_positive"
-            ),
+            models.CheckConstraint(**_REFUND_AMOUNT_POSITIVE),
         ]
         permissions = [
             ("request_refund", _("Can request and settle refunds")),
