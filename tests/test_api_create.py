@@ -430,6 +430,19 @@ def test_every_problem_is_reported_at_once(
     assert response.json()["colour"] == ["Unknown field."]
 
 
+@pytest.mark.parametrize("key", ["signature_token", "SIGNATURE_TOKEN", "x_merchant_api_token"])
+def test_an_unknown_key_naming_a_secret_is_not_echoed(
+    client_for: APIClient, mocked_responses: responses_lib.RequestsMock, key: str
+) -> None:
+    # Found by the schema fuzzer: the refusal of a key "signature_token" named it back.
+    response = post(client_for, {"merchant_order_id": "OC-1", key: "x"})
+    assert response.status_code == 400
+    assert response.json()["[redacted]"] == ["Unknown field."]
+    assert "signature_token" not in response.content.decode().lower()
+    assert "merchant_api_token" not in response.content.decode().lower()
+    assert len(mocked_responses.calls) == 0
+
+
 def test_unknown_keys_are_reported_up_to_a_bound(client_for: APIClient) -> None:
     body = {f"{n:03d}" + "k" * 100: n for n in range(500)}
     response = post(client_for, body)

@@ -44,6 +44,12 @@ SHOP_ONLY_FIELDS: frozenset[str] = frozenset(
 #: Unknown keys reported in one reply, so that a hostile body cannot make it huge.
 MAX_REPORTED_UNKNOWN = 10
 
+#: Names no response may carry, even as the key of a client's own mistake: a response that
+#: says "signature_token" reads like one that leaks it, and log scanners flag it as such.
+SECRET_NAMES = ("signature_token", "merchant_api_token")
+#: What an unknown key that names a secret is reported as instead.
+REDACTED_KEY = "[redacted]"
+
 
 class ValidatedCharField(serializers.CharField):
     """An optional string checked by one function of :mod:`django_etpay.validators`.
@@ -126,8 +132,13 @@ class SessionCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
                     message = _("Set by the shop on the server; a browser cannot send it.")
                 else:
                     message = _("Unknown field.")
-                # Long keys are echoed shortened (distinct ones stay distinct below the cap).
-                errors.setdefault(key if len(key) <= 64 else f"{key[:63]}…", [message])
+                # Long keys are echoed shortened (distinct ones stay distinct below the cap);
+                # a key naming a secret is not echoed at all.
+                if any(name in key.lower() for name in SECRET_NAMES):
+                    shown = REDACTED_KEY
+                else:
+                    shown = key if len(key) <= 64 else f"{key[:63]}…"
+                errors.setdefault(shown, [message])
         try:
             value: dict[str, Any] = super().to_internal_value(data)
         except serializers.ValidationError as exc:
