@@ -9,7 +9,6 @@ between the unlocked read and the lock. The races themselves, across connections
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any
@@ -23,7 +22,7 @@ from django.utils import timezone
 
 from django_etpay import pipeline, services, signals
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
-from tests.factories import failing_session_saves, make_session, mint_jwt, signal_mocks
+from tests.factories import failing_session_saves, make_session, mint_jwt
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,12 +31,6 @@ Outcome = Notification.Outcome
 Reason = Notification.Reason
 Status = PaymentSession.Status
 State = OutboxEffect.State
-
-
-@pytest.fixture
-def receivers() -> Iterator[dict[str, mock.MagicMock]]:
-    with signal_mocks() as mocks:
-        yield mocks
 
 
 def deliver(raw: str, channel: str = Channel.WEBHOOK) -> Notification:

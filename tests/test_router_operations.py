@@ -8,7 +8,6 @@ transaction on ``payments`` is an error), and its signals wait for the commit of
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 from unittest import mock
@@ -22,7 +21,7 @@ from pytest_django import Settings
 
 from django_etpay import outbox, services, tasks
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
-from tests.factories import load_fixture, make_session, mint_jwt, signal_mocks
+from tests.factories import load_fixture, make_session, mint_jwt
 from tests.router_support import DATABASES, assert_nothing_on_default
 from tests.routers import PAYMENTS, ROUTERS, STALE_REPLICA_ROUTERS
 
@@ -35,12 +34,6 @@ STATUS_URL = "https://api.etpay.test/merchant/check_payment_status"
 @pytest.fixture(autouse=True)
 def routed(settings: Settings) -> None:
     settings.DATABASE_ROUTERS = ROUTERS
-
-
-@pytest.fixture
-def receivers() -> Iterator[dict[str, mock.MagicMock]]:
-    with signal_mocks() as mocks:
-        yield mocks
 
 
 def run(*args: str) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 from unittest import mock
 
@@ -20,7 +19,7 @@ from pytest_django import Settings
 
 from django_etpay import services
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
-from tests.factories import make_session, mint_jwt, signal_mocks
+from tests.factories import make_session, mint_jwt
 from tests.router_support import DATABASES, Send, assert_nothing_on_default, deliver_together
 from tests.routers import PAYMENTS, ROUTERS, STALE_REPLICA_ROUTERS
 
@@ -35,12 +34,6 @@ Outcome = Notification.Outcome
 @pytest.fixture(autouse=True)
 def routed(settings: Settings) -> None:
     settings.DATABASE_ROUTERS = ROUTERS
-
-
-@pytest.fixture
-def receivers() -> Iterator[dict[str, mock.MagicMock]]:
-    with signal_mocks() as mocks:
-        yield mocks
 
 
 def webhook(raw: str) -> Send:

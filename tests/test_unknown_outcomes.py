@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 from unittest import mock
@@ -25,16 +24,10 @@ from django_etpay.checkout import initialize_session
 from django_etpay.exceptions import EtpayTimeoutError
 from django_etpay.models import Notification, PaymentSession
 from django_etpay.testing import FakeEtpay
-from tests.factories import make_session, signal_mocks
+from tests.factories import make_session
 
 Status = PaymentSession.Status
 Reason = Notification.Reason
-
-
-@pytest.fixture
-def receivers() -> Iterator[dict[str, mock.MagicMock]]:
-    with signal_mocks() as mocks:
-        yield mocks
 
 
 def lost_reply(etpay: FakeEtpay, order: str = "OC-LOST-1", amount: int = 15000) -> PaymentSession:
