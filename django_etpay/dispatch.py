@@ -31,14 +31,16 @@ def send_on_commit(signal: Signal, sender: type[Any], *, using: str, **kwargs: A
     A failing receiver is logged and stops nothing else.
     """
 
-    def send() -> None:
-        for receiver_func, response in signal.send_robust(sender=sender, **kwargs):
-            if isinstance(response, Exception):
-                logger.error(
-                    "Receiver %s of a django_etpay signal raised %s",
-                    getattr(receiver_func, "__qualname__", type(receiver_func).__qualname__),
-                    type(response).__name__,
-                    exc_info=response,
-                )
+    transaction.on_commit(lambda: send_robust(signal, sender, **kwargs), using=using)
 
-    transaction.on_commit(send, using=using)
+
+def send_robust(signal: Signal, sender: type[Any], **kwargs: Any) -> None:
+    """Send ``signal`` now; a failing receiver is logged and stops neither the others nor us."""
+    for receiver_func, response in signal.send_robust(sender=sender, **kwargs):
+        if isinstance(response, Exception):
+            logger.error(
+                "Receiver %s of a django_etpay signal raised %s",
+                getattr(receiver_func, "__qualname__", type(receiver_func).__qualname__),
+                type(response).__name__,
+                exc_info=response,
+            )

@@ -19,13 +19,13 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from django.db import router
 from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from django_etpay import checkout, conf, validators
+from django_etpay.dispatch import write_alias
 from django_etpay.models import OrderLock, PaymentSession
 
 __all__ = ["session_for_order"]
@@ -155,7 +155,7 @@ def session_for_order(
     except ValueError:
         # No session can match; initialize_session reports every invalid field together.
         return checkout.initialize_session(merchant_order_id, order_amount, **arguments)
-    using = router.db_for_write(PaymentSession)
+    using = write_alias()
     found = (
         using,
         merchant_config.alias,

@@ -28,6 +28,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from django_etpay import conf, signals
+from django_etpay.dispatch import send_robust, write_alias
 from django_etpay.exceptions import (
     EtpayConfigurationError,
     EtpayRefundAmountError,
@@ -118,7 +119,7 @@ def get_backend() -> Callable[[Refund], None]:
 def _alias() -> str:
     # Refunds live with their sessions (a foreign key never crosses databases): every lock,
     # write and on-commit callback uses the sessions' write alias.
-    return router.db_for_write(PaymentSession)
+    return write_alias()
 
 
 def _total(session_pk: int, states: tuple[str, ...], alias: str) -> int:
@@ -165,18 +166,8 @@ def refundable_amount(session: PaymentSession) -> int:
 
 
 def _send(signal: Signal, refund: Refund, session: PaymentSession) -> None:
-    """Send ``signal``; a failing receiver is logged and stops neither the others nor us."""
-    for receiver_func, response in signal.send_robust(
-        sender=Refund, refund=refund, session=session
-    ):
-        if isinstance(response, Exception):
-            logger.error(
-                "Receiver %s of a django_etpay refund signal raised %s (refund %s)",
-                getattr(receiver_func, "__qualname__", type(receiver_func).__qualname__),
-                type(response).__name__,
-                refund.pk,
-                exc_info=response,
-            )
+    """Send a refund signal; a failing receiver is logged (see :mod:`django_etpay.dispatch`)."""
+    send_robust(signal, Refund, refund=refund, session=session)
 
 
 def _after_request(refund: Refund, session: PaymentSession) -> None:
