@@ -9,17 +9,19 @@ import itertools
 import json
 import re
 import secrets
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
 import jwt
-from django.db import connection
+from django.db import connection, connections
 from django.db.models.signals import pre_save
 from django.dispatch import Signal
+from django.test import Client
 
 from django_etpay import signals
 from django_etpay.models import Notification, PaymentSession
@@ -255,3 +257,38 @@ def deliver(raw: str, channel: str = Notification.Channel.WEBHOOK) -> Notificati
     from django_etpay import services
 
     return services.process_notification(raw, channel=channel, remote_addr="203.0.113.9")
+
+
+def deliver_together(
+    senders: list[Callable[[Client], Any]], *, aliases: Iterable[str] = ("default",)
+) -> list[int]:
+    """Run each sender in its own thread (its own connections to ``aliases``, opened before
+    the start so that the race is on the lock), all released at once; return the status
+    codes."""
+    barrier = threading.Barrier(len(senders))
+    results: list[int | BaseException | None] = [None] * len(senders)
+
+    def worker(index: int, send: Callable[[Client], Any]) -> None:
+        try:
+            client = Client()
+            for alias in aliases:
+                connections[alias].ensure_connection()
+            barrier.wait(timeout=30)
+            results[index] = send(client).status_code
+        except BaseException as err:  # reported by the assertion below
+            results[index] = err
+        finally:
+            connections.close_all()
+
+    threads = [
+        threading.Thread(target=worker, args=(i, send), daemon=True)
+        for i, send in enumerate(senders)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads), "a delivery hung"
+    errors = [r for r in results if not isinstance(r, int)]
+    assert not errors, errors
+    return [r for r in results if isinstance(r, int)]

@@ -9,14 +9,13 @@ on ``default``.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
-from django.db import connections
 from django.test import Client
 
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
+from tests import factories
 from tests.routers import PAYMENTS
 
 #: For ``pytest.mark.django_db(databases=...)``.
@@ -32,32 +31,5 @@ def assert_nothing_on_default() -> None:
 
 
 def deliver_together(senders: list[Send]) -> list[int]:
-    """Run each sender in its own thread (its own connections), all released at once; return
-    the status codes."""
-    barrier = threading.Barrier(len(senders))
-    results: list[int | BaseException | None] = [None] * len(senders)
-
-    def worker(index: int, send: Send) -> None:
-        try:
-            client = Client()
-            for alias in DATABASES:  # connect first, so that the race is on the lock
-                connections[alias].ensure_connection()
-            barrier.wait(timeout=30)
-            results[index] = send(client).status_code
-        except BaseException as err:  # reported by the assertion below
-            results[index] = err
-        finally:
-            connections.close_all()
-
-    threads = [
-        threading.Thread(target=worker, args=(i, send), daemon=True)
-        for i, send in enumerate(senders)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads), "a delivery hung"
-    errors = [r for r in results if not isinstance(r, int)]
-    assert not errors, errors
-    return [r for r in results if isinstance(r, int)]
+    """:func:`tests.factories.deliver_together`, each thread connected to both databases."""
+    return factories.deliver_together(senders, aliases=DATABASES)

@@ -9,54 +9,29 @@ change a session is decided on the row locked with ``SELECT ... FOR UPDATE`` in 
 from __future__ import annotations
 
 import json
-import threading
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 from unittest import mock
 
 import pytest
-from django.db import connection
 from django.test import Client
 
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
-from tests.factories import NOTIFICATION_URL, RETURN_URL, WIDGET_URL, make_session, mint_jwt
+from tests.factories import (
+    NOTIFICATION_URL,
+    RETURN_URL,
+    WIDGET_URL,
+    deliver_together,
+    make_session,
+    mint_jwt,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 THREADS = 24
 
 Send = Callable[[Client], Any]
-
-
-def deliver_together(senders: list[Send]) -> list[int]:
-    """Run each sender in its own thread, all released at once; return the status codes."""
-    barrier = threading.Barrier(len(senders))
-    results: list[int | BaseException | None] = [None] * len(senders)
-
-    def worker(index: int, send: Send) -> None:
-        try:
-            client = Client()
-            connection.ensure_connection()  # connect first, so that the race is on the lock
-            barrier.wait(timeout=30)
-            results[index] = send(client).status_code
-        except BaseException as err:  # reported by the assertion below
-            results[index] = err
-        finally:
-            connection.close()
-
-    threads = [
-        threading.Thread(target=worker, args=(i, send), daemon=True)
-        for i, send in enumerate(senders)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads), "a delivery hung"
-    errors = [r for r in results if not isinstance(r, int)]
-    assert not errors, errors
-    return [r for r in results if isinstance(r, int)]
 
 
 def webhook(raw: str) -> Send:
