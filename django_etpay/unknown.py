@@ -40,7 +40,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.utils import timezone
 
 from django_etpay import conf, operations, tokens
@@ -75,11 +75,6 @@ def unknown_filter() -> Q:
 def is_unknown(session: PaymentSession) -> bool:
     """Whether ``session`` is one whose creation outcome is unknown and not yet with staff."""
     return not session.token and session.outcome_unknown and not session.needs_staff_decision
-
-
-def staff_sessions() -> QuerySet[PaymentSession]:
-    """Sessions waiting for a staff decision."""
-    return PaymentSession.objects.filter(needs_staff_decision=True)
 
 
 def match_window(session: PaymentSession) -> tuple[datetime, datetime]:
