@@ -1,14 +1,15 @@
 """Concurrent reconcile: ``etpay_reconcile --concurrency N`` against a status API with latency.
 
-    python -m benchmarks.reconcile [--latency 0.05] [--runs 1:400,4:1600,16:5000,64:10000]
+    python -m benchmarks.reconcile [--latency 0.05] [--runs 1:300,16:4000,64:8000,64:8000:4]
         [--pool-size 64] [--synchronous-commit off] [--profile DIR] [--json FILE]
 
 Starts a throw-away PostgreSQL server (``tests/postgres.py``; its data directory is deleted at
 exit), migrates it, and serves ETpay's status API locally with ``--latency`` seconds per call
 (:mod:`benchmarks.latency_server`, in its own process; one session in ten paid, the rest
-unknown to ETpay). For each ``concurrency:count`` of ``--runs`` it adds ``count`` due sessions
-(pending past ``SESSION_TTL``), runs ``manage.py etpay_reconcile --concurrency N`` as a child
-process and reports its run time, its rate (the start-up of an empty run left out), the time
+unknown to ETpay). For each ``concurrency:count[:processes]`` of ``--runs`` it adds ``count``
+due sessions (pending past ``SESSION_TTL``), runs ``manage.py etpay_reconcile --concurrency N``
+as a child process (with ``processes`` P, P children at once, ``--shard K/P`` and N / P
+threads each) and reports its run time, its rate (the start-up of an empty run left out), the time
 100,000 sessions would take at that rate, the limit the latency sets
 (``100,000 x latency / N``) and the child's peak resident memory (``wait4`` rusage).
 ``--profile DIR`` runs each child under py-spy (``pip install py-spy``; every thread),
@@ -153,9 +154,11 @@ def _floor_child(concurrency: int, count: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--latency", type=float, default=0.05)
-    parser.add_argument("--runs", default="1:300,4:1200,16:4000,64:2000,64:8000")
+    parser.add_argument("--runs", default="1:300,4:1200,16:4000,64:8000,64:8000:2,64:8000:4")
     parser.add_argument("--pool-size", type=int, default=64, help='ETPAY["POOL_SIZE"]')
-    parser.add_argument("--profile", help="write a cProfile of each run to this directory")
+    parser.add_argument(
+        "--profile", help="write a py-spy profile of each run's processes to this directory"
+    )
     parser.add_argument("--json", help="write the figures to this file")
     parser.add_argument(
         "--floor",
@@ -233,50 +236,69 @@ def main() -> int:
     run_tag = secrets.token_hex(3)
     try:
         for tag, spec in enumerate(args.runs.split(",")):
-            concurrency, count = (int(part) for part in spec.split(":"))
+            parts = [int(part) for part in spec.split(":")]
+            concurrency, count = parts[0], parts[1]
+            processes = parts[2] if len(parts) > 2 else 1
+            if concurrency % processes:
+                raise SystemExit(f"{spec}: the concurrency must divide among the processes")
             _add_due(f"{run_tag}r{tag}", count)
             before = _api_stats(server)["requests"]
-            command = []
             profile = None
-            if args.profile:
-                Path(args.profile).mkdir(parents=True, exist_ok=True)
-                profile = Path(args.profile) / f"reconcile-{concurrency}.txt"
-                spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-                command += [spy, "record", "--format", "raw", "--rate", "50"]
-                command += ["--threads", "--nonblocking", "-o", str(profile), "--"]
-            command += [
-                sys.executable,
-                "-m",
-                "django",
-                "etpay_reconcile",
-                "--concurrency",
-                str(concurrency),
-                "--max-errors",
-                "0",
-                "--no-effects",
-            ]
+            children = []
             started = time.monotonic()
-            child = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-            assert child.stdout is not None
-            output = child.stdout.read()
-            _pid, status, usage = os.wait4(child.pid, 0)
+            for shard in range(1, processes + 1):
+                command = []
+                if args.profile:
+                    Path(args.profile).mkdir(parents=True, exist_ok=True)
+                    name = f"reconcile-{concurrency}-{shard}of{processes}.txt"
+                    profile = Path(args.profile) / name
+                    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+                    command += [spy, "record", "--format", "raw", "--rate", "50"]
+                    command += ["--threads", "--nonblocking", "-o", str(profile), "--"]
+                command += [
+                    sys.executable,
+                    "-m",
+                    "django",
+                    "etpay_reconcile",
+                    "--concurrency",
+                    str(concurrency // processes),
+                    "--max-errors",
+                    "0",
+                    "--no-effects",
+                ]
+                if processes > 1:
+                    command += ["--shard", f"{shard}/{processes}"]
+                children.append(
+                    subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+                )
+            outputs, statuses, peak_rss, cpu = [], [], 0.0, 0.0
+            for child in children:
+                assert child.stdout is not None
+                outputs.append(child.stdout.read().strip())
+                _pid, status, usage = os.wait4(child.pid, 0)
+                statuses.append(os.waitstatus_to_exitcode(status))
+                peak_rss = max(peak_rss, usage.ru_maxrss / 1024)
+                cpu += usage.ru_utime + usage.ru_stime
             elapsed = time.monotonic() - started
+            output = "\n  ".join(outputs)
             stats = _api_stats(server)
             calls = stats["requests"] - before
             rate = count / max(elapsed - start_s, 0.001)
             limit = TARGET * args.latency / concurrency
             row = {
                 "concurrency": concurrency,
+                "processes": processes,
                 "sessions": count,
                 "seconds": round(elapsed, 1),
                 "per_second": round(rate, 1),
                 "extrapolated_100k_s": round(TARGET / rate),
                 "latency_limit_100k_s": round(limit),
                 "share_of_limit": round(limit / (TARGET / rate), 3),
-                "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-                "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+                # Per process: each is a shop's command of its own.
+                "peak_rss_mb": round(peak_rss, 1),
+                "cpu_s": round(cpu, 1),
                 "calls": calls,
-                "exit": os.waitstatus_to_exitcode(status),
+                "exit": max(statuses, key=abs),
             }
             if args.floor:
                 floor = subprocess.run(
@@ -308,13 +330,14 @@ def main() -> int:
         server.wait(timeout=10)
     print()
     print(
-        "| concurrency | sessions | run time | sessions/s | 100,000 at that rate |"
-        " latency limit | share of limit | peak RSS | CPU | calls alone/s |"
+        "| concurrency | processes | sessions | run time | sessions/s | 100,000 at that rate |"
+        " latency limit | share of limit | peak RSS per process | CPU | calls alone/s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(
-            f"| {row['concurrency']} | {row['sessions']:,} | {row['seconds']:.0f} s |"
+            f"| {row['concurrency']} | {row['processes']} | {row['sessions']:,} |"
+            f" {row['seconds']:.0f} s |"
             f" {row['per_second']:.0f} | {row['extrapolated_100k_s']:,} s |"
             f" {row['latency_limit_100k_s']:,} s | {row['share_of_limit'] * 100:.0f} % |"
             f" {row['peak_rss_mb']:.0f} MB | {row['cpu_s']:.0f} s |"

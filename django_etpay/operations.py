@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connections, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_duration as django_parse_duration
 from django.utils.translation import gettext as _
@@ -61,6 +61,17 @@ def parse_duration(text: str) -> timedelta:
     if result is None or result < timedelta(0):
         raise ValueError(f"{text!r} is not a duration such as 30m, 2h or 7d.")
     return result
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"2/4"`` (the second of four shards) as ``(2, 4)``. ``ValueError`` for anything else:
+    both numbers whole, ``1 <= K <= N``."""
+    number, slash, count = text.strip().partition("/")
+    if slash and number.strip().isdigit() and count.strip().isdigit():
+        shard = (int(number), int(count))
+        if 1 <= shard[0] <= shard[1]:
+            return shard
+    raise ValueError(f"{text!r} is not a shard such as 1/4 (the first of four, K from 1 to N).")
 
 
 # -- reconcile --------------------------------------------------------------------------------
@@ -212,7 +223,7 @@ def reconcile_one(
         if pacer is not None:
             pacer.acquire()
         try:
-            notifications = reconcile_session(session)
+            notifications = reconcile_session(session, stamp=True, refresh=False)
             break
         except (EtpayAPIError, EtpayConfigurationError) as err:
             http_error = err if isinstance(err, EtpayHTTPError) else None
@@ -235,9 +246,6 @@ def reconcile_one(
                 pacer.pause(delay)  # the next acquire() waits, with every other thread
             else:
                 pacer.sleep(delay)
-    PaymentSession.objects.using(write_alias()).filter(pk=session.pk).update(
-        last_checked_at=timezone.now()
-    )
     return classify(notifications), ""
 
 
@@ -255,6 +263,7 @@ def due_sessions(
     max_age: timedelta | None = None,
     merchant: str | None = None,
     now: datetime | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> QuerySet[PaymentSession]:
     """Sessions a status query should look at now.
 
@@ -264,6 +273,9 @@ def due_sessions(
     outcome is unknown, whatever their age, until ETpay's answer settles them or leaves them
     to staff (:mod:`django_etpay.unknown`); all of them not asked about within
     ``RECONCILE_INTERVAL``. ``merchant`` restricts to one alias ("" for the default account).
+    ``shard=(K, N)`` keeps the sessions whose primary key divided by ``N`` leaves ``K - 1``:
+    ``N`` runs, one per shard, share the due sessions without overlap (see
+    :func:`parse_shard`).
     """
     from django_etpay.unknown import unknown_filter
 
@@ -281,6 +293,12 @@ def due_sessions(
     due = due.filter(Q(last_checked_at__isnull=True) | Q(last_checked_at__lt=now - interval))
     if merchant is not None:
         due = due.filter(merchant=merchant)
+    if shard is not None:
+        number, count = shard
+        if not 1 <= number <= count:
+            raise ValueError(f"shard {number}/{count}: K must be from 1 to N.")
+        # Disjoint and complete whatever the keys: every integer has one remainder.
+        due = due.alias(etpay_shard=F("pk") % count).filter(etpay_shard=number - 1)
     return due
 
 
@@ -299,6 +317,7 @@ def reconcile_due(
     max_per_second: float | None = None,
     retries: int | None = None,
     pacer: Pacer | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> ReconcileSummary:
     """Deliver overdue outbox effects, then reconcile every due session, in batches.
 
@@ -317,6 +336,9 @@ def reconcile_due(
     (or pass a :class:`~django_etpay.pacing.Pacer` of your own). A 429 or a 5xx is asked
     again up to ``retries`` (default ``RECONCILE_RETRIES``) times (see :func:`reconcile_one`).
     ``progress`` is called after each session, from the thread that asked, one at a time.
+    ``shard=(K, N)`` asks only about the K-th of N disjoint shares of the due sessions (see
+    :func:`due_sessions`), so that N processes, on one machine or several, share a backlog;
+    each also re-delivers overdue effects, which their claims keep to one delivery.
     """
     summary = summary if summary is not None else ReconcileSummary()
     if concurrency is None:
@@ -338,7 +360,7 @@ def reconcile_due(
         )
     if deliver_effects:
         summary.effects = outbox.deliver_due()
-    queryset = due_sessions(older_than=older_than, max_age=max_age, merchant=merchant)
+    queryset = due_sessions(older_than=older_than, max_age=max_age, merchant=merchant, shard=shard)
     run = _ReconcileRun(summary, progress=progress, max_consecutive_errors=max_consecutive_errors)
     sessions = _stream_due(queryset, batch_size=batch_size, limit=limit, stop=run.stopped)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import DatabaseError, transaction
@@ -239,9 +239,30 @@ def save_within_budget(
 
 
 @observability.observed_result
-def record_unknown_to_etpay(session: PaymentSession, entries: int, *, using: str) -> Notification:
-    """Leave a trace of a status query that found no payment of ``session`` (on ``using``)."""
-    session.refresh_from_db(using=using, fields=["status"])
+def record_unknown_to_etpay(
+    session: PaymentSession,
+    entries: int,
+    *,
+    using: str,
+    checked_at: datetime | None = None,
+) -> Notification:
+    """Leave a trace of a status query that found no payment of ``session`` (on ``using``).
+
+    The record needs the session's status as it is now. Without ``checked_at`` the session is
+    refreshed from the database for it. With ``checked_at``, the session's
+    ``last_checked_at`` is set to it by an UPDATE conditional on the status the caller read,
+    which confirms that status in the same statement (a reconcile run records an answer in
+    two statements, not four); only when another process changed the status meanwhile is the
+    row read again.
+    """
+    if checked_at is None:
+        session.refresh_from_db(using=using)
+    else:
+        rows = PaymentSession.objects.using(using).filter(pk=session.pk)
+        if not rows.filter(status=session.status).update(last_checked_at=checked_at):
+            session.refresh_from_db(using=using, fields=["status"])
+            rows.update(last_checked_at=checked_at)
+        session.last_checked_at = checked_at
     notification = new_notification(
         session=session,
         channel=Notification.Channel.POLL,

@@ -47,6 +47,7 @@ def reconcile(
     max_age_seconds: float | None = None,
     concurrency: int | None = None,
     max_per_second: float | None = None,
+    shard: str | None = None,
 ) -> dict[str, Any]:
     """``etpay_reconcile`` as a task: re-deliver overdue effects, reconcile due sessions.
 
@@ -54,7 +55,9 @@ def reconcile(
     ``RECONCILE_MAX_AGE`` (task arguments must be JSON, so no ``timedelta``); ``merchant``
     restricts to one alias; ``limit`` caps the sessions asked about in this run (the next run
     continues); ``concurrency`` and ``max_per_second`` override ``RECONCILE_CONCURRENCY`` and
-    ``RECONCILE_MAX_PER_SECOND``. Returns the summary's counts.
+    ``RECONCILE_MAX_PER_SECOND``; ``shard`` (``"K/N"``, as ``--shard``) asks about one of N
+    disjoint shares of the due sessions, so that N tasks on N workers share a backlog.
+    Returns the summary's counts.
     """
     summary = operations.reconcile_due(
         older_than=_seconds(older_than_seconds),
@@ -63,6 +66,7 @@ def reconcile(
         limit=limit,
         concurrency=concurrency,
         max_per_second=max_per_second,
+        shard=operations.parse_shard(shard) if shard is not None else None,
     )
     return summary.as_dict()
 

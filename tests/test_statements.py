@@ -19,15 +19,17 @@ import responses as responses_lib
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from django_etpay import pipeline, services, tokens
+from django_etpay import operations, pipeline, services, tokens
 from django_etpay.exceptions import EtpayResponseError
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
 from tests.factories import (
     INIT_URL,
+    STATUS_URL,
     WRONG_KEY,
     deliver,
     make_session,
     mint_jwt,
+    mint_payment_claims,
     mint_system_error_jwt,
 )
 
@@ -476,3 +478,78 @@ def test_if_the_lock_free_decision_were_wrong_nothing_would_be_applied() -> None
     session.refresh_from_db()
     assert session.status == Status.PENDING
     assert not Notification.objects.filter(outcome=Outcome.ACCEPTED).exists()
+
+
+# -- status queries (reconcile) ---------------------------------------------------------------
+
+
+def answer_status(mocked: responses_lib.RequestsMock, entries: list[dict[str, Any]]) -> None:
+    mocked.add("POST", STATUS_URL, json=entries)
+
+
+def test_a_run_records_an_answer_naming_no_payment_in_two_statements(
+    captured: Any, mocked_responses: responses_lib.RequestsMock
+) -> None:
+    # Most due sessions were abandoned before the payer reached a bank: ETpay knows no
+    # payment. The stamp confirms the status the run read, so no refresh is needed.
+    session = make_session()
+    answer_status(mocked_responses, [])
+    context, statements = captured()
+    with context:
+        outcome, error = operations.reconcile_one(session)
+    assert (outcome, error) == (operations.Outcome.UNKNOWN, "")
+    assert statements.sql == [f"UPDATE {SESSION}", f"INSERT {NOTIFICATION}"]
+    stored = PaymentSession.objects.get(pk=session.pk)
+    assert stored.last_checked_at is not None
+    assert session.last_checked_at == stored.last_checked_at
+    record = Notification.objects.get(session=session)
+    assert (record.reason, record.status_before) == (Reason.UNKNOWN_TO_ETPAY, Status.PENDING)
+
+
+def test_a_status_changed_since_the_run_read_it_is_recorded_as_it_is_now(
+    mocked_responses: responses_lib.RequestsMock,
+) -> None:
+    # The run read the session pending; a webhook paid it before ETpay's (stale) answer came.
+    session = make_session()
+    PaymentSession.objects.filter(pk=session.pk).update(status=Status.PAID)
+    answer_status(mocked_responses, [])
+    assert operations.reconcile_one(session)[0] == operations.Outcome.UNKNOWN
+    record = Notification.objects.get(session=session)
+    assert (record.status_before, record.status_after) == (Status.PAID, Status.PAID)
+    stored = PaymentSession.objects.get(pk=session.pk)
+    assert stored.status == Status.PAID
+    assert stored.last_checked_at is not None
+    assert session.status == Status.PAID
+
+
+def test_reconcile_session_alone_refreshes_and_does_not_stamp(
+    captured: Any, mocked_responses: responses_lib.RequestsMock
+) -> None:
+    session = make_session()
+    PaymentSession.objects.filter(pk=session.pk).update(needs_reconciliation=True)
+    answer_status(mocked_responses, [])
+    context, statements = captured()
+    with context:
+        records = services.reconcile_session(session)
+    assert [r.reason for r in records] == [Reason.UNKNOWN_TO_ETPAY]
+    assert statements.sql == [f"SELECT {SESSION}", f"INSERT {NOTIFICATION}"]
+    assert session.needs_reconciliation is True  # read back from the row
+    assert PaymentSession.objects.get(pk=session.pk).last_checked_at is None
+
+
+def test_a_run_stamps_a_paid_answer_without_reading_the_session_back(
+    captured: Any, mocked_responses: responses_lib.RequestsMock
+) -> None:
+    session = make_session()
+    claims = mint_payment_claims(session)
+    answer_status(mocked_responses, [claims])
+    context, statements = captured()
+    with context:
+        outcome, _error = operations.reconcile_one(session)
+    assert outcome == operations.Outcome.PAID
+    stored = PaymentSession.objects.get(pk=session.pk)
+    assert (stored.status, stored.last_checked_at is not None) == (Status.PAID, True)
+    assert session.last_checked_at == stored.last_checked_at
+    assert session.status == Status.PENDING  # as read: the run does not need it refreshed
+    assert statements.sql[-1] != f"SELECT {SESSION}"
+    assert statements.sql.count(f"UPDATE {SESSION}") >= 2  # the transition and the stamp

@@ -19,3 +19,11 @@ def duration(text: str) -> timedelta:
         return operations.parse_duration(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def shard(text: str) -> tuple[int, int]:
+    """A shard such as ``1/4`` (see :func:`operations.parse_shard`)."""
+    try:
+        return operations.parse_shard(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None

@@ -4,7 +4,8 @@ Run it every few minutes (cron, Celery beat, or the reconcile task on your worke
 delivers again the completion effects whose receivers never finished (a worker died between
 commit and receiver), then queries ETpay's status API for every session that is ``pending``
 past ``SESSION_TTL`` or flagged ``needs_reconciliation``, in batches, with ``--concurrency``
-threads at once and at most ``--max-per-second`` queries per second.
+threads at once and at most ``--max-per-second`` queries per second. ``--shard K/N`` lets N
+processes (one per core or machine) share a backlog without asking about a session twice.
 """
 
 from __future__ import annotations
@@ -62,6 +63,12 @@ class Command(BaseCommand):
             "RECONCILE_MAX_PER_SECOND: no limit)",
         )
         parser.add_argument(
+            "--shard",
+            type=arguments.shard,
+            help="K/N: only the K-th of N disjoint shares of the due sessions, so that N "
+            "processes share a backlog (1/4 to 4/4)",
+        )
+        parser.add_argument(
             "--no-effects", action="store_true", help="do not re-deliver overdue effects"
         )
         parser.add_argument(
@@ -85,7 +92,10 @@ class Command(BaseCommand):
         if options["max_errors"] < 0:
             raise CommandError("--max-errors must be at least 0 (0: never stop).")
         due = operations.due_sessions(
-            older_than=options["older_than"], max_age=options["max_age"], merchant=merchant
+            older_than=options["older_than"],
+            max_age=options["max_age"],
+            merchant=merchant,
+            shard=options["shard"],
         )
         if options["dry_run"]:
             self._dry_run(due, effects=not options["no_effects"], verbosity=options["verbosity"])
@@ -111,6 +121,7 @@ class Command(BaseCommand):
                 progress=progress,
                 concurrency=options["concurrency"],
                 max_per_second=options["max_per_second"],
+                shard=options["shard"],
             )
         except KeyboardInterrupt:
             self.stdout.write("")
