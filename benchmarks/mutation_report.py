@@ -54,9 +54,9 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "None is falsy: json.dumps treats ensure_ascii=None exactly as False"
     ),
     ("record_unknown_to_etpay", "session.refresh_from_db(using=using, fields=None)"): (
-        "reloads every field instead of the status alone, in the same single query; the "
-        "values it reloads are the ones already there, and reconcile_session reloads the "
-        "whole row again before it returns"
+        "reached only when another process changed the status between the run's read and its "
+        "stamp: it reloads every field instead of the status alone, in the same single query, "
+        "and the record reads the status alone"
     ),
     ("_run_pipeline", "locked=None,"): (
         "None is falsy: _apply_verified only ever tests `not locked`, so locked=None is the "

@@ -69,9 +69,13 @@ def exporter() -> Iterator[InMemorySpanExporter]:
     if trace is None:  # pragma: no cover
         pytest.skip("needs opentelemetry-sdk")
     memory = InMemorySpanExporter()
-    provider = TracerProvider()
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    # else an earlier pytest run in this process set it (mutmut runs pytest in-process more
+    # than once) and it cannot be replaced: this module's exporter is added to it.
     provider.add_span_processor(SimpleSpanProcessor(memory))
-    trace.set_tracer_provider(provider)
     yield memory
     # The provider stays (it cannot be unset); the tests after these keep nothing in memory.
     memory.shutdown()
