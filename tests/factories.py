@@ -226,7 +226,12 @@ _SESSION_CHANGE = re.compile(
 )
 
 
-SIGNAL_NAMES = ("payment_completed", "payment_failed", "session_expired", "notification_rejected")
+#: Every signal of django_etpay.signals, in the order the module defines them: the payment
+#: signals and the refund ledger's (``refund_requested``, ``refund_completed``,
+#: ``refund_failed``) alike, so that one fixture serves every test of a signal.
+SIGNAL_NAMES: tuple[str, ...] = tuple(
+    name for name, value in vars(signals).items() if isinstance(value, Signal)
+)
 
 
 def _receiver(sender: Any, **kwargs: Any) -> None:
@@ -235,7 +240,8 @@ def _receiver(sender: Any, **kwargs: Any) -> None:
 
 @contextmanager
 def signal_mocks() -> Iterator[dict[str, mock.MagicMock]]:
-    """Connect one autospec mock receiver per django_etpay signal; disconnect on exit."""
+    """Connect one autospec mock receiver per django_etpay signal (:data:`SIGNAL_NAMES`),
+    keyed by signal name; disconnect on exit."""
     connected: list[tuple[Signal, str]] = []
     receivers: dict[str, mock.MagicMock] = {}
     try:
