@@ -34,6 +34,9 @@ WRONG_KEY = "a-key-nobody-was-given-0123456789abcdefghijklmnop"
 NOTIFICATION_URL = "/etpay/notification/"
 RETURN_URL = "/etpay/return/"
 WIDGET_URL = "/etpay/widget-result/"
+#: The CSRF secret of :func:`tests.conftest.csrf_client`'s cookie: send it as
+#: ``HTTP_X_CSRFTOKEN`` or ``csrfmiddlewaretoken`` to pass Django's CSRF check.
+CSRF_SECRET = "A" * 16 + "b" * 16
 #: ETpay's API, at the API_URL of tests/settings.py.
 INIT_URL = "https://api.etpay.test/session/initialize"
 STATUS_URL = "https://api.etpay.test/merchant/check_payment_status"

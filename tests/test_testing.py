@@ -346,7 +346,7 @@ def test_status_queries_lists_only_status_calls_by_session_token(fake_etpay: Fak
 
 
 def test_a_fault_for_a_session_is_for_status_queries_about_a_token(fake_etpay: FakeEtpay) -> None:
-    with pytest.raises(ValueError, match="endpoint=\"status\" only"):
+    with pytest.raises(ValueError, match='endpoint="status" only'):
         fake_etpay.fail_next("initialize", status=500, session="sess-1")
     with pytest.raises(ValueError, match="no token"):
         fake_etpay.fail_next("status", status=500, session=make_session(token=None))
