@@ -23,7 +23,8 @@ from rest_framework.test import APIClient
 
 from django_etpay.models import PaymentSession
 from django_etpay.testing import FakeEtpay
-from tests.api_support import INIT_URL, api_settings, assert_no_secrets
+from tests.api_support import api_settings, assert_no_secrets, handed_out
+from tests.factories import INIT_URL
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.api_urls")]
 
@@ -91,11 +92,6 @@ def flaky_etpay(mock: responses_lib.RequestsMock) -> list[str]:
 
     mock.add_callback(responses_lib.POST, INIT_URL, callback=reply)
     return handed_out
-
-
-def handed_out(fake: FakeEtpay) -> list[str]:
-    """The signature tokens the fake ETpay handed out so far, to search the replies for."""
-    return [session.signature_token for session in fake.sessions]
 
 
 def documented_statuses(path: str, method: str) -> set[int]:
