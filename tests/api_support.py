@@ -1,19 +1,16 @@
-"""Shared pieces of the REST API tests: the order hook, a fake ETpay, and the secrets rule."""
+"""Shared pieces of the REST API tests: the order hook, the fake ETpay's secrets, and the
+secrets rule."""
 
 from __future__ import annotations
 
-import itertools
-import json
-import secrets
 from collections.abc import Mapping
 from typing import Any
 
-import responses as responses_lib
 from django.conf import settings as django_settings
 from django.http import HttpResponseBase
 from rest_framework import exceptions
 
-from tests.factories import INIT_URL
+from django_etpay.testing import FakeEtpay
 
 #: The orders the test hook knows, by the reference a browser sends: (order id, amount).
 ORDERS: dict[str, tuple[str, int]] = {
@@ -21,8 +18,6 @@ ORDERS: dict[str, tuple[str, int]] = {
     "cart-big": ("OC-API-BIG", 1_250_000),
     "cart-tea": ("OC-API-TEA", 2990),
 }
-
-_signatures = itertools.count(1)
 
 
 def order_hook(request: Any, data: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -53,22 +48,9 @@ def api_settings(**overrides: Any) -> dict[str, Any]:
     return {**django_settings.ETPAY, "API_ORDER_HOOK": "tests.api_support.order_hook", **overrides}
 
 
-def etpay_replies(mock: responses_lib.RequestsMock) -> list[str]:
-    """Make the fake ETpay create sessions; returns the signature tokens it handed out."""
-    handed_out: list[str] = []
-
-    def reply(request: Any) -> tuple[int, dict[str, str], str]:
-        signature = f"sig-API-SECRET-{next(_signatures):04d}-{secrets.token_hex(24)}"
-        handed_out.append(signature)
-        body = {
-            "token": f"sess-api-{secrets.token_hex(16)}",
-            "signature_token": signature,
-            "terms_url": "https://pmt.etpay.test/terms",
-        }
-        return 200, {"Content-Type": "application/json"}, json.dumps(body)
-
-    mock.add_callback(responses_lib.POST, INIT_URL, callback=reply)
-    return handed_out
+def handed_out(fake: FakeEtpay) -> list[str]:
+    """The signature tokens the fake ETpay handed out so far, to search replies for."""
+    return [session.signature_token for session in fake.sessions]
 
 
 def assert_no_secrets(response: HttpResponseBase, *secret_values: str) -> None:

@@ -1,13 +1,23 @@
-"""Shared fixtures, and the hook that gives the ``postgres`` marker its meaning."""
+"""Shared fixtures, and the hook that gives the ``postgres`` marker its meaning.
+
+A fixture two test modules need lives here, once; builders and constants live in
+``tests/factories.py``.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from unittest import mock
 
 import pytest
 import responses as responses_lib
+
+if TYPE_CHECKING:
+    from django.test import Client
+
+    from tests.httpfakes import Servers, StatusApiServer
 
 
 @pytest.fixture
@@ -43,3 +53,35 @@ def receivers() -> Iterator[dict[str, mock.MagicMock]]:
 
     with signal_mocks() as mocks:
         yield mocks
+
+
+@pytest.fixture
+def csrf_client() -> Client:
+    """A test client that enforces CSRF checks, with the cookie of ``factories.CSRF_SECRET``."""
+    from django.test import Client
+
+    from tests.factories import CSRF_SECRET
+
+    client = Client(enforce_csrf_checks=True)
+    client.cookies["csrftoken"] = CSRF_SECRET
+    return client
+
+
+@pytest.fixture
+def servers() -> Iterator[Servers]:
+    """Real HTTP servers on 127.0.0.1 (:mod:`tests.httpfakes`), stopped after the test."""
+    from tests.httpfakes import Servers
+
+    started = Servers()
+    yield started
+    started.stop_all()
+
+
+@pytest.fixture
+def status_api() -> Iterator[StatusApiServer]:
+    """ETpay's status API as a real server on 127.0.0.1, for worker processes to reach."""
+    from tests.httpfakes import StatusApiServer
+
+    server = StatusApiServer()
+    yield server
+    server.stop()

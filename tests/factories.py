@@ -34,6 +34,9 @@ WRONG_KEY = "a-key-nobody-was-given-0123456789abcdefghijklmnop"
 NOTIFICATION_URL = "/etpay/notification/"
 RETURN_URL = "/etpay/return/"
 WIDGET_URL = "/etpay/widget-result/"
+#: The CSRF secret of :func:`tests.conftest.csrf_client`'s cookie: send it as
+#: ``HTTP_X_CSRFTOKEN`` or ``csrfmiddlewaretoken`` to pass Django's CSRF check.
+CSRF_SECRET = "A" * 16 + "b" * 16
 #: ETpay's API, at the API_URL of tests/settings.py.
 INIT_URL = "https://api.etpay.test/session/initialize"
 STATUS_URL = "https://api.etpay.test/merchant/check_payment_status"
@@ -226,7 +229,12 @@ _SESSION_CHANGE = re.compile(
 )
 
 
-SIGNAL_NAMES = ("payment_completed", "payment_failed", "session_expired", "notification_rejected")
+#: Every signal of django_etpay.signals, in the order the module defines them: the payment
+#: signals and the refund ledger's (``refund_requested``, ``refund_completed``,
+#: ``refund_failed``) alike, so that one fixture serves every test of a signal.
+SIGNAL_NAMES: tuple[str, ...] = tuple(
+    name for name, value in vars(signals).items() if isinstance(value, Signal)
+)
 
 
 def _receiver(sender: Any, **kwargs: Any) -> None:
@@ -235,7 +243,8 @@ def _receiver(sender: Any, **kwargs: Any) -> None:
 
 @contextmanager
 def signal_mocks() -> Iterator[dict[str, mock.MagicMock]]:
-    """Connect one autospec mock receiver per django_etpay signal; disconnect on exit."""
+    """Connect one autospec mock receiver per django_etpay signal (:data:`SIGNAL_NAMES`),
+    keyed by signal name; disconnect on exit."""
     connected: list[tuple[Signal, str]] = []
     receivers: dict[str, mock.MagicMock] = {}
     try:

@@ -1,7 +1,7 @@
 """Run in a child process with ``tests.routed_pipeline_settings``: results, expiry and
 signals with the app's models routed to the ``payments`` database. Prints one JSON report.
 
-``python -m tests.routed_pipeline_child`` (see ``tests/test_routed_pipeline.py``).
+``python -m tests.routed_pipeline_child`` (see ``tests/test_router_pipeline.py``).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 ``default`` and ``payments`` are two databases on the test run's PostgreSQL server
 (``ETPAY_TEST_PG*``), named by ``ETPAY_TEST_ROUTED_DEFAULT`` and ``ETPAY_TEST_ROUTED_PAYMENTS``.
 :class:`PaymentsRouter` sends every read and write of the app's models to ``payments`` and
-everything else to ``default``; see ``tests/test_routed_pipeline.py``.
+everything else to ``default``; see ``tests/test_router_pipeline.py``.
 """
 
 from __future__ import annotations

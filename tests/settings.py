@@ -74,7 +74,7 @@ else:
 
 # Django's Tasks framework: the immediate backend by default (django.tasks on Django 6.0+, the
 # django-tasks backport before); with django-tasks-db installed (the tox env `heavy`), also a
-# database backend "db" that a real `db_worker` process serves in tests/test_task_worker.py.
+# database backend "db" that a real `db_worker` process serves in tests/test_tasks_worker.py.
 _TASKS_MODULE = "django.tasks" if find_spec("django.tasks") else "django_tasks"
 if _TASKS_MODULE == "django_tasks" and find_spec("django_tasks"):
     INSTALLED_APPS.append("django_tasks")
@@ -85,7 +85,7 @@ if find_spec("django_tasks_db"):
     INSTALLED_APPS.append("django_tasks_db")
     TASKS["db"] = {"BACKEND": "django_tasks_db.DatabaseBackend"}
 # With django-tasks-rq installed (the tox env `heavy`), also an RQ backend "rq" on queue
-# "etpay", whose Redis server tests/test_task_rq.py starts (tests/redis.py) on a unix socket.
+# "etpay", whose Redis server tests/test_tasks_rq.py starts (tests/redis.py) on a unix socket.
 if find_spec("django_tasks_rq") and _TASKS_MODULE == "django_tasks":
     INSTALLED_APPS.append("django_rq")
     TASKS["rq"] = {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["etpay"]}

@@ -23,7 +23,8 @@ WIDTH = 1280
 
 
 @pytest.fixture
-def page(live_server: Any, rows: None) -> Iterator[Any]:
+def admin_page(live_server: Any, rows: None) -> Iterator[Any]:
+    """Chromium, ``WIDTH`` pixels wide, signed in to the admin as staff."""
     playwright = pytest.importorskip("playwright.sync_api")
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"No Chromium at {CHROMIUM}: apt-get install chromium, or set ETPAY_CHROMIUM.")
@@ -92,15 +93,15 @@ def rows(settings: Any) -> None:
         "/admin/django_etpay/outboxeffect/",
     ],
 )
-def test_changelists_fit_in_1280_px(page: Any, path: str) -> None:
-    page.goto(page.base + path)
-    assert page.locator("#result_list tbody tr").count() > 0
+def test_changelists_fit_in_1280_px(admin_page: Any, path: str) -> None:
+    admin_page.goto(admin_page.base + path)
+    assert admin_page.locator("#result_list tbody tr").count() > 0
     if os.environ.get("ETPAY_SCREENSHOT_DIR"):
         name = path.strip("/").replace("/", "-")
-        page.screenshot(path=f"{os.environ['ETPAY_SCREENSHOT_DIR']}/{name}.png")
+        admin_page.screenshot(path=f"{os.environ['ETPAY_SCREENSHOT_DIR']}/{name}.png")
     # Django's navigation sidebar is open (its default) and the filter column shown.
-    assert page.locator("#nav-sidebar").is_visible()
-    widths = page.evaluate(
+    assert admin_page.locator("#nav-sidebar").is_visible()
+    widths = admin_page.evaluate(
         """() => {
             const results = document.querySelector('#changelist .results');
             return {

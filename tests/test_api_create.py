@@ -21,8 +21,9 @@ from django_etpay import validators
 from django_etpay.api.views import SessionCreateView
 from django_etpay.exceptions import EtpayConfigurationError
 from django_etpay.models import PaymentSession
-from tests.api_support import INIT_URL, api_settings, assert_no_secrets, etpay_replies
-from tests.httpfakes import sent_json
+from django_etpay.testing import FakeEtpay
+from tests.api_support import api_settings, assert_no_secrets, handed_out
+from tests.factories import INIT_URL
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.api_urls")]
 
@@ -59,10 +60,8 @@ def post(client: APIClient, body: Any, **extra: Any) -> Any:
 
 
 def test_creates_the_session_the_hook_names(
-    client_for: APIClient, user: AbstractBaseUser, mocked_responses: responses_lib.RequestsMock
+    client_for: APIClient, user: AbstractBaseUser, fake_etpay: FakeEtpay
 ) -> None:
-    signatures = etpay_replies(mocked_responses)
-
     response = post(client_for, {"order": "cart-mug", "customer_email": "ana@example.cl"})
 
     assert response.status_code == 201, response.content
@@ -85,22 +84,20 @@ def test_creates_the_session_the_hook_names(
     assert widget["resultUrl"] == "http://testserver/etpay/widget-result/"
     assert widget["successUrl"] == "http://testserver/thanks/"
     # What ETpay was asked for came from the hook; the e-mail from the payer.
-    sent = sent_json(mocked_responses)
+    sent = fake_etpay.calls[0].body
     assert sent["merchant_order_id"] == "OC-API-MUG"
     assert sent["order_amount"] == 6990
     assert sent["customer_email"] == "ana@example.cl"
     assert sent["metadata"] == [{"name": "Producto", "value": "Taza", "show": True}]
     assert sent["payment_completed_url"] == "http://testserver/etpay/return/"
     assert session.created_by_id == user.pk
-    assert_no_secrets(response, *signatures)
+    assert_no_secrets(response, *handed_out(fake_etpay))
 
 
 def test_a_repeated_create_gets_the_orders_live_session(
-    client_for: APIClient, mocked_responses: responses_lib.RequestsMock
+    client_for: APIClient, fake_etpay: FakeEtpay
 ) -> None:
     """A double click or a second tab: one ETpay session for the order, not two."""
-    etpay_replies(mocked_responses)
-
     first = post(client_for, {"order": "cart-mug"})
     again = post(client_for, {"order": "cart-mug"})
     other = post(client_for, {"order": "cart-big"})
@@ -108,14 +105,11 @@ def test_a_repeated_create_gets_the_orders_live_session(
     assert [first.status_code, again.status_code, other.status_code] == [201, 201, 201]
     assert again.json()["token"] == first.json()["token"]
     assert other.json()["token"] != first.json()["token"]
-    assert len(mocked_responses.calls) == 2
+    assert len(fake_etpay.calls) == 2
     assert PaymentSession.objects.filter(merchant_order_id="OC-API-MUG").count() == 1
 
 
-def test_the_reply_is_never_cached(
-    client_for: APIClient, mocked_responses: responses_lib.RequestsMock
-) -> None:
-    etpay_replies(mocked_responses)
+def test_the_reply_is_never_cached(client_for: APIClient, fake_etpay: FakeEtpay) -> None:
     response = post(client_for, {"order": "cart-mug"})
     assert response.status_code == 201
     directives = {d.strip() for d in response["Cache-Control"].split(",")}
@@ -124,7 +118,7 @@ def test_the_reply_is_never_cached(
 
 
 def test_the_hook_wins_over_the_payer_and_the_payer_fills_in(
-    client_for: APIClient, settings: Settings, mocked_responses: responses_lib.RequestsMock
+    client_for: APIClient, settings: Settings, fake_etpay: FakeEtpay
 ) -> None:
     seen: list[dict[str, Any]] = []
 
@@ -138,7 +132,6 @@ def test_the_hook_wins_over_the_payer_and_the_payer_fills_in(
         }
 
     settings.ETPAY = api_settings(API_ORDER_HOOK=hook)
-    etpay_replies(mocked_responses)
     body = {
         "order": "42",
         "customer_email": "typed@example.cl",
@@ -157,7 +150,7 @@ def test_the_hook_wins_over_the_payer_and_the_payer_fills_in(
             "user_rut": "123456785",
         }
     ]
-    sent = sent_json(mocked_responses)
+    sent = fake_etpay.calls[0].body
     assert sent["customer_email"] == "known@example.cl"
     assert sent["user_bank_code"] == "cl_bci"
     assert "user_rut" not in sent
@@ -165,18 +158,17 @@ def test_the_hook_wins_over_the_payer_and_the_payer_fills_in(
 
 
 def test_empty_and_null_payer_fields_mean_not_given(
-    client_for: APIClient, mocked_responses: responses_lib.RequestsMock
+    client_for: APIClient, fake_etpay: FakeEtpay
 ) -> None:
-    etpay_replies(mocked_responses)
     response = post(client_for, {"order": "cart-mug", "customer_email": "", "user_rut": None})
     assert response.status_code == 201, response.content
-    sent = sent_json(mocked_responses)
+    sent = fake_etpay.calls[0].body
     assert "customer_email" not in sent
     assert "user_rut" not in sent
 
 
 def test_a_view_subclass_can_be_the_hook(
-    user: AbstractBaseUser, mocked_responses: responses_lib.RequestsMock, settings: Settings
+    user: AbstractBaseUser, fake_etpay: FakeEtpay, settings: Settings
 ) -> None:
     settings.ETPAY = api_settings(API_ORDER_HOOK=None)
     linked: list[tuple[int, str]] = []
@@ -190,7 +182,6 @@ def test_a_view_subclass_can_be_the_hook(
         ) -> None:
             linked.append((session.pk, order["merchant_order_id"]))
 
-    etpay_replies(mocked_responses)
     request = APIRequestFactory().post(URL, {"order": "7"}, format="json")
     force_authenticate(request, user)
 
@@ -272,20 +263,18 @@ def test_permission_classes_come_from_the_settings(
 
 
 def test_a_subclass_keeps_its_own_permission_classes(
-    mocked_responses: responses_lib.RequestsMock,
+    fake_etpay: FakeEtpay,
 ) -> None:
     from rest_framework.permissions import AllowAny
 
-    etpay_replies(mocked_responses)
     request = APIRequestFactory().post(URL, {"order": "cart-mug"}, format="json")
     response = SessionCreateView.as_view(permission_classes=[AllowAny])(request)
     assert response.status_code == 201
 
 
 def test_a_signed_in_browser_needs_the_csrf_token(
-    user: AbstractBaseUser, mocked_responses: responses_lib.RequestsMock
+    user: AbstractBaseUser, fake_etpay: FakeEtpay
 ) -> None:
-    etpay_replies(mocked_responses)
     client = APIClient(enforce_csrf_checks=True)
     client.login(username="ana", password="pw-ana")
 
@@ -299,12 +288,11 @@ def test_a_signed_in_browser_needs_the_csrf_token(
 
 
 def test_a_guest_browser_with_a_session_cookie_needs_the_csrf_token(
-    settings: Settings, mocked_responses: responses_lib.RequestsMock
+    settings: Settings, fake_etpay: FakeEtpay
 ) -> None:
     """A cross-site page must not create sessions with a guest's cookie (DRF checks CSRF only
     for users its SessionAuthentication signed in)."""
     settings.ETPAY = api_settings(API_PERMISSION_CLASSES=["rest_framework.permissions.AllowAny"])
-    etpay_replies(mocked_responses)
     client = APIClient(enforce_csrf_checks=True)
     session = client.session
     session["cart"] = "cart-mug"
@@ -317,14 +305,13 @@ def test_a_guest_browser_with_a_session_cookie_needs_the_csrf_token(
     assert refused.status_code == 403
     assert "CSRF" in refused.json()["detail"]
     assert accepted.status_code == 201
-    assert len(mocked_responses.calls) == 1
+    assert len(fake_etpay.calls) == 1
 
 
 def test_a_guest_app_without_cookies_needs_no_csrf_token(
-    settings: Settings, mocked_responses: responses_lib.RequestsMock
+    settings: Settings, fake_etpay: FakeEtpay
 ) -> None:
     settings.ETPAY = api_settings(API_PERMISSION_CLASSES=["rest_framework.permissions.AllowAny"])
-    etpay_replies(mocked_responses)
     response = post(APIClient(enforce_csrf_checks=True), {"order": "cart-mug"})
     assert response.status_code == 201
     assert PaymentSession.objects.get().created_by is None
@@ -647,7 +634,7 @@ def test_a_reply_etpay_created_but_that_cannot_be_stored_is_a_502(
 
 
 def test_a_subclass_keeps_its_own_class_attributes(
-    user: AbstractBaseUser, settings: Settings, mocked_responses: responses_lib.RequestsMock
+    user: AbstractBaseUser, settings: Settings, fake_etpay: FakeEtpay
 ) -> None:
     """DRF's idiom: classes set on a subclass win over ETPAY (which would refuse here)."""
     from rest_framework.authentication import BaseAuthentication
@@ -667,7 +654,6 @@ def test_a_subclass_keeps_its_own_class_attributes(
         API_PERMISSION_CLASSES=["rest_framework.permissions.IsAdminUser"],
         API_THROTTLE_RATES={"etpay_session_create": "1/minute"},
     )
-    etpay_replies(mocked_responses)
     view = ShopView.as_view()
     statuses = [
         view(APIRequestFactory().post(URL, {"order": "cart-mug"}, format="json")).status_code
@@ -680,9 +666,8 @@ def test_a_subclass_keeps_its_own_class_attributes(
 
 @pytest.mark.urls("tests.urls")
 def test_a_view_mounted_without_the_api_urls_has_no_status_url(
-    user: AbstractBaseUser, mocked_responses: responses_lib.RequestsMock
+    user: AbstractBaseUser, fake_etpay: FakeEtpay
 ) -> None:
-    etpay_replies(mocked_responses)
     request = APIRequestFactory().post("/checkout/api/", {"order": "cart-mug"}, format="json")
     force_authenticate(request, user)
     response = SessionCreateView.as_view()(request)

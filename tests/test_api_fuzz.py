@@ -9,7 +9,7 @@ import itertools
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
@@ -22,7 +22,9 @@ from pytest_django import Settings
 from rest_framework.test import APIClient
 
 from django_etpay.models import PaymentSession
-from tests.api_support import INIT_URL, api_settings, assert_no_secrets
+from django_etpay.testing import FakeEtpay
+from tests.api_support import api_settings, assert_no_secrets, handed_out
+from tests.factories import INIT_URL
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.api_urls")]
 
@@ -64,16 +66,19 @@ def payer(django_user_model: Any) -> AbstractBaseUser:
     return user
 
 
-def fake_etpay(mock: responses_lib.RequestsMock, *, flaky: bool) -> list[str]:
-    """A fake ETpay; ``flaky`` answers in turn a session, a 500, a timeout, garbage.
+def flaky_etpay(mock: responses_lib.RequestsMock) -> list[str]:
+    """ETpay answering in turn a session, a 500, a timeout, garbage, for as long as the run.
 
-    Returns the signature tokens it hands out, so that replies can be searched for them.
+    Returns the signature tokens it hands out, so that replies can be searched for them. Not
+    :class:`django_etpay.testing.FakeEtpay` (the ``fake_etpay`` fixture, which the runs where
+    ETpay works use): its faults are queued one per call, and a fuzz run makes hundreds of
+    calls, each of which must meet the next turn of the cycle.
     """
     handed_out: list[str] = []
     turns = itertools.count()
 
     def reply(request: Any) -> tuple[int, dict[str, str], str]:
-        turn = next(turns) % 4 if flaky else 0
+        turn = next(turns) % 4
         if turn == 1:
             return 500, {}, json.dumps({"message": "upstream failure"})
         if turn == 2:
@@ -87,12 +92,6 @@ def fake_etpay(mock: responses_lib.RequestsMock, *, flaky: bool) -> list[str]:
 
     mock.add_callback(responses_lib.POST, INIT_URL, callback=reply)
     return handed_out
-
-
-@pytest.fixture
-def etpay(mocked_responses: responses_lib.RequestsMock) -> list[str]:
-    """ETpay creating every session asked for: any 5xx is then the API's own fault."""
-    return fake_etpay(mocked_responses, flaky=False)
 
 
 def documented_statuses(path: str, method: str) -> set[int]:
@@ -146,7 +145,7 @@ HOSTILE_BODIES: list[tuple[str | bytes, str]] = [
 
 
 def test_hostile_bodies_get_a_4xx_and_no_secret(
-    fuzz_settings: None, payer: AbstractBaseUser, etpay: list[str]
+    fuzz_settings: None, payer: AbstractBaseUser, fake_etpay: FakeEtpay
 ) -> None:
     allowed = documented_statuses(CREATE, "post")
     client = APIClient(HTTP_AUTHORIZATION=basic("payer", "pw-payer"))
@@ -157,7 +156,7 @@ def test_hostile_bodies_get_a_4xx_and_no_secret(
         assert response.status_code in allowed, label
         assert response["Content-Type"] == "application/json", label
         json.loads(response.content)
-        assert_no_secrets(response, *etpay)
+        assert_no_secrets(response, *handed_out(fake_etpay))
 
 
 @pytest.mark.parametrize(
@@ -191,7 +190,12 @@ WHO = ["payer", "payer", "payer", "staff", "anonymous", "wrong password"]
 class FuzzRun:
     """Sends schemathesis cases to the project's WSGI app and checks every reply."""
 
-    def __init__(self, secrets: list[str], *, allowed_5xx: frozenset[int] = frozenset()) -> None:
+    def __init__(
+        self,
+        secrets: Callable[[], Iterable[str]],
+        *,
+        allowed_5xx: frozenset[int] = frozenset(),
+    ) -> None:
         import schemathesis
         from django.core.wsgi import get_wsgi_application
 
@@ -223,7 +227,7 @@ class FuzzRun:
         assert status < 500 or status in self.allowed_5xx, (status, response.content[:300])
         case.validate_response(response, checks=self.checks(), headers=headers)
         text = response.content.decode("utf-8", "replace") + json.dumps(dict(response.headers))
-        for secret in (django_settings.TEST_MERCHANT_API_TOKEN, *self.secrets):
+        for secret in (django_settings.TEST_MERCHANT_API_TOKEN, *self.secrets()):
             assert secret not in text, "a secret reached an API response"
         assert "signature_token" not in text.lower()
         assert "traceback" not in text.lower()
@@ -283,10 +287,10 @@ def people(
 @pytest.mark.heavy
 @pytest.mark.parametrize("mode", ["positive", "negative"])
 def test_fuzz_create(
-    fuzz_settings: None, people: dict[str, AbstractBaseUser], etpay: list[str], mode: str
+    fuzz_settings: None, people: dict[str, AbstractBaseUser], fake_etpay: FakeEtpay, mode: str
 ) -> None:
     """No 5xx at all while ETpay works: every 5xx would be the API's own fault."""
-    run = FuzzRun(etpay)
+    run = FuzzRun(lambda: handed_out(fake_etpay))
     run.run(CREATE, "POST", mode)
     print(run.summary(f"POST {mode}"))
     assert run.statuses[201] > 0 or mode == "negative"
@@ -298,8 +302,8 @@ def test_fuzz_create_while_etpay_fails(
     fuzz_settings: None, people: dict[str, AbstractBaseUser], mocked_responses: Any
 ) -> None:
     """ETpay failing in every way: only 502 and 504, in the documented shape."""
-    secrets = fake_etpay(mocked_responses, flaky=True)
-    run = FuzzRun(secrets, allowed_5xx=frozenset({502, 504}))
+    secrets = flaky_etpay(mocked_responses)
+    run = FuzzRun(lambda: secrets, allowed_5xx=frozenset({502, 504}))
     run.run(CREATE, "POST", "positive")
     print(run.summary("POST while ETpay fails"))
     assert run.statuses[502] > 0
@@ -308,7 +312,7 @@ def test_fuzz_create_while_etpay_fails(
 @pytest.mark.heavy
 @pytest.mark.parametrize("mode", ["positive", "negative"])
 def test_fuzz_status(
-    fuzz_settings: None, people: dict[str, AbstractBaseUser], etpay: list[str], mode: str
+    fuzz_settings: None, people: dict[str, AbstractBaseUser], fake_etpay: FakeEtpay, mode: str
 ) -> None:
     from tests.factories import make_session
 
@@ -319,8 +323,7 @@ def test_fuzz_status(
     ]
     # The plain keys (values_list would give their encrypted form).
     stored = [s.signature_token for s in PaymentSession.objects.only("signature_token")]
-    secrets = [*etpay, *stored]
-    run = FuzzRun(secrets)
+    run = FuzzRun(lambda: [*handed_out(fake_etpay), *stored])
     run.run(f"{CREATE}{{token}}/", "GET", mode, tokens=tokens)
     print(run.summary(f"GET {mode}"))
     assert run.statuses[200] > 0

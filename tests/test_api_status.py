@@ -18,7 +18,8 @@ from rest_framework.test import APIClient
 from django_etpay.api import permissions
 from django_etpay.models import PaymentSession
 from django_etpay.services import initialize_session
-from tests.api_support import api_settings, assert_no_secrets, etpay_replies
+from django_etpay.testing import FakeEtpay
+from tests.api_support import api_settings, assert_no_secrets
 from tests.factories import make_session
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.api_urls")]
@@ -121,11 +122,10 @@ def test_a_session_without_creator_is_for_staff_only(users: dict[str, AbstractBa
 
 
 def test_a_server_side_checkout_records_its_user_for_the_api(
-    users: dict[str, AbstractBaseUser], mocked_responses: responses_lib.RequestsMock
+    users: dict[str, AbstractBaseUser], fake_etpay: FakeEtpay
 ) -> None:
     """initialize_session stores request.user, so sessions made by a classic checkout view
     can be polled through the API by the same customer."""
-    etpay_replies(mocked_responses)
     request = RequestFactory().post("/checkout/")
     request.user = users["owner"]
     session = initialize_session("OC-CLASSIC-1", 5000, request=request)
@@ -136,10 +136,9 @@ def test_a_server_side_checkout_records_its_user_for_the_api(
 
 
 def test_a_guest_sees_the_sessions_its_browser_created(
-    settings: Settings, mocked_responses: responses_lib.RequestsMock
+    settings: Settings, fake_etpay: FakeEtpay
 ) -> None:
     settings.ETPAY = api_settings(API_PERMISSION_CLASSES=["rest_framework.permissions.AllowAny"])
-    etpay_replies(mocked_responses)
     guest = APIClient()
     created = guest.post(
         "/etpay/api/sessions/", json.dumps({"order": "cart-mug"}), content_type="application/json"
@@ -263,11 +262,10 @@ def test_post_on_a_session_is_not_allowed(users: dict[str, AbstractBaseUser]) ->
 
 
 def test_guests_and_calls_without_a_request_record_no_creator(
-    rf: RequestFactory, mocked_responses: responses_lib.RequestsMock
+    rf: RequestFactory, fake_etpay: FakeEtpay
 ) -> None:
     from django.contrib.auth.models import AnonymousUser
 
-    etpay_replies(mocked_responses)
     request = rf.post("/checkout/")
     request.user = AnonymousUser()
     assert initialize_session("OC-GUEST-1", 1000, request=request).created_by is None

@@ -7,14 +7,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import responses as responses_lib
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from pytest_django import Settings
 from rest_framework.test import APIClient
 
 from django_etpay.models import PaymentSession
-from tests.api_support import api_settings, assert_no_secrets, etpay_replies
+from django_etpay.testing import FakeEtpay
+from tests.api_support import api_settings, assert_no_secrets, handed_out
 from tests.factories import make_session
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.api_urls")]
@@ -55,21 +55,19 @@ def create(client: APIClient, order: str = "cart-mug", **extra: Any) -> Any:
 
 
 def test_the_default_create_rate_is_ten_a_minute(
-    ana: AbstractBaseUser, mocked_responses: responses_lib.RequestsMock
+    ana: AbstractBaseUser, fake_etpay: FakeEtpay
 ) -> None:
-    etpay_replies(mocked_responses)
     client = signed_in(ana)
     statuses = [create(client).status_code for _ in range(11)]
     assert statuses == [201] * 10 + [429]
     # One order, one live session: the repeats get the session the first request created.
-    assert len(mocked_responses.calls) == 1
+    assert len(fake_etpay.calls) == 1
 
 
 def test_a_throttled_create_says_when_to_retry_and_calls_nobody(
-    settings: Settings, ana: AbstractBaseUser, mocked_responses: responses_lib.RequestsMock
+    settings: Settings, ana: AbstractBaseUser, fake_etpay: FakeEtpay
 ) -> None:
     settings.ETPAY = api_settings(API_THROTTLE_RATES={"etpay_session_create": "2/minute"})
-    signatures = etpay_replies(mocked_responses)
     client = signed_in(ana)
     create(client, "cart-mug")
     create(client, "cart-big")
@@ -79,31 +77,27 @@ def test_a_throttled_create_says_when_to_retry_and_calls_nobody(
     assert throttled.status_code == 429
     assert 0 < int(throttled["Retry-After"]) <= 60
     assert throttled.json()["detail"].startswith("Request was throttled.")
-    assert len(mocked_responses.calls) == 2
+    assert len(fake_etpay.calls) == 2
     assert PaymentSession.objects.count() == 2
-    assert_no_secrets(throttled, *signatures)
+    assert_no_secrets(throttled, *handed_out(fake_etpay))
 
 
 def test_each_user_has_their_own_count(
     settings: Settings,
     ana: AbstractBaseUser,
     bea: AbstractBaseUser,
-    mocked_responses: responses_lib.RequestsMock,
+    fake_etpay: FakeEtpay,
 ) -> None:
     settings.ETPAY = api_settings(API_THROTTLE_RATES={"etpay_session_create": "1/minute"})
-    etpay_replies(mocked_responses)
     assert create(signed_in(ana)).status_code == 201
     assert create(signed_in(ana)).status_code == 429
     assert create(signed_in(bea)).status_code == 201
 
 
-def test_guests_are_counted_per_address(
-    settings: Settings, mocked_responses: responses_lib.RequestsMock
-) -> None:
+def test_guests_are_counted_per_address(settings: Settings, fake_etpay: FakeEtpay) -> None:
     settings.ETPAY = api_settings(
         API_PERMISSION_CLASSES=GUESTS, API_THROTTLE_RATES={"etpay_session_create": "1/minute"}
     )
-    etpay_replies(mocked_responses)
     first = create(APIClient(), REMOTE_ADDR="203.0.113.7")
     same_address = create(APIClient(), REMOTE_ADDR="203.0.113.7")
     other_address = create(APIClient(), REMOTE_ADDR="198.51.100.20")
@@ -125,12 +119,11 @@ def test_polling_has_its_own_rate(settings: Settings, ana: AbstractBaseUser) -> 
 
 
 def test_polling_does_not_use_up_the_create_rate(
-    settings: Settings, ana: AbstractBaseUser, mocked_responses: responses_lib.RequestsMock
+    settings: Settings, ana: AbstractBaseUser, fake_etpay: FakeEtpay
 ) -> None:
     settings.ETPAY = api_settings(
         API_THROTTLE_RATES={"etpay_session_create": "1/minute", "etpay_session_status": None}
     )
-    etpay_replies(mocked_responses)
     session = make_session(created_by=ana)
     client = signed_in(ana)
     for _ in range(30):
@@ -139,16 +132,15 @@ def test_polling_does_not_use_up_the_create_rate(
 
 
 def test_throttling_can_be_turned_off(
-    settings: Settings, ana: AbstractBaseUser, mocked_responses: responses_lib.RequestsMock
+    settings: Settings, ana: AbstractBaseUser, fake_etpay: FakeEtpay
 ) -> None:
     settings.ETPAY = api_settings(API_THROTTLE_CLASSES=())
-    etpay_replies(mocked_responses)
     client = signed_in(ana)
     assert all(create(client).status_code == 201 for _ in range(12))
 
 
 def test_drfs_own_scoped_throttle_reads_the_scopes_from_rest_framework(
-    settings: Settings, ana: AbstractBaseUser, mocked_responses: responses_lib.RequestsMock
+    settings: Settings, ana: AbstractBaseUser, fake_etpay: FakeEtpay
 ) -> None:
     settings.ETPAY = api_settings(
         API_THROTTLE_CLASSES=["rest_framework.throttling.ScopedRateThrottle"]
@@ -159,7 +151,6 @@ def test_drfs_own_scoped_throttle_reads_the_scopes_from_rest_framework(
     original = ScopedRateThrottle.THROTTLE_RATES
     ScopedRateThrottle.THROTTLE_RATES = {"etpay_session_create": "1/minute"}
     try:
-        etpay_replies(mocked_responses)
         client = signed_in(ana)
         assert create(client).status_code == 201
         assert create(client).status_code == 429

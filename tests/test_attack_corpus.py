@@ -20,7 +20,6 @@ from django_etpay import signals as etpay_signals
 from django_etpay.models import PaymentSession
 from tests.attack import ETPAY_OVERRIDES
 from tests.attack.corpus import BY_NAME, CASES
-from tests.attack.fake_etpay import FakeEtpay
 from tests.attack.harness import (
     ClientTransport,
     Response,
@@ -30,15 +29,16 @@ from tests.attack.harness import (
     run_case,
     summary,
 )
+from tests.attack.hostile_etpay import HostileEtpayServer
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.attack.urls")]
 
 
 @pytest.fixture(scope="module")
-def attack_etpay_server() -> Iterator[FakeEtpay]:
-    """The attack harness's HTTP fake of ETpay (tests/attack), a real server on a port: not the
-    ``fake_etpay`` fixture of django_etpay.testing, which this name no longer hides."""
-    server = FakeEtpay().start()
+def hostile_etpay() -> Iterator[HostileEtpayServer]:
+    """The attack harness's hostile ETpay (tests/attack/hostile_etpay.py), a real server on a
+    port."""
+    server = HostileEtpayServer().start()
     yield server
     server.stop()
 
@@ -57,9 +57,9 @@ class Env:
 
 @pytest.fixture
 def env(
-    settings: Any, attack_etpay_server: FakeEtpay, caplog: pytest.LogCaptureFixture
+    settings: Any, hostile_etpay: HostileEtpayServer, caplog: pytest.LogCaptureFixture
 ) -> Iterator[Env]:
-    settings.ETPAY = {**settings.ETPAY, **ETPAY_OVERRIDES, "API_URL": attack_etpay_server.url}
+    settings.ETPAY = {**settings.ETPAY, **ETPAY_OVERRIDES, "API_URL": hostile_etpay.url}
     fired: list[tuple[str, int]] = []
     receivers = []
     for name in ("payment_completed", "payment_failed"):
@@ -76,7 +76,7 @@ def env(
     finally:
         for name in receivers:
             getattr(etpay_signals, name).disconnect(dispatch_uid=f"corpus-{name}")
-    search.plain_keys.update(attack_etpay_server.issued_keys)
+    search.plain_keys.update(hostile_etpay.issued_keys)
     search.search("records of this case", "log record", caplog.text)
     assert not search.hits, search.hits
 

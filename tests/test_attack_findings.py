@@ -26,6 +26,7 @@ from django.urls import include, path
 from django_etpay import views
 from django_etpay.models import Notification, PaymentSession
 from tests.factories import (
+    CSRF_SECRET,
     NOTIFICATION_URL,
     RETURN_URL,
     WIDGET_URL,
@@ -45,7 +46,6 @@ Outcome = Notification.Outcome
 Reason = Notification.Reason
 Status = PaymentSession.Status
 
-CSRF_SECRET = "C" * 16 + "d" * 16
 
 # A second admin site, mounted only by the tests that use it, where a careless shop lists the
 # secret behind its foreign key in a filter and a search: the field itself must refuse.
@@ -63,13 +63,6 @@ urlpatterns = [
     path("careless-admin/", careless_site.urls),
     path("", include("tests.urls")),
 ]
-
-
-@pytest.fixture
-def csrf_client() -> Client:
-    client = Client(enforce_csrf_checks=True)
-    client.cookies["csrftoken"] = CSRF_SECRET
-    return client
 
 
 def post_json(client: Client, url: str, raw: str, **extra: Any) -> Any:

@@ -12,7 +12,6 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -45,13 +44,6 @@ INIT_URL = f"{API}/session/initialize"
 STATUS_URL = f"{API}/merchant/check_payment_status"
 TOKEN = django_settings.TEST_MERCHANT_API_TOKEN
 REPLY = {"token": "sess-tok-1", "signature_token": "sig-secret-1", "terms_url": "https://t.test"}
-
-
-@pytest.fixture
-def servers() -> Iterator[httpfakes.Servers]:
-    started = httpfakes.Servers()
-    yield started
-    started.stop_all()
 
 
 def point_at(settings: SettingsWrapper, url: str, **overrides: Any) -> None:

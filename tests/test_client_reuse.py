@@ -45,13 +45,6 @@ TLS = Path(__file__).parent / "fixtures" / "tls"
 REPLY = {"token": "sess-tok-1", "signature_token": "sig-secret-1"}
 
 
-@pytest.fixture
-def servers() -> Iterator[httpfakes.Servers]:
-    started = httpfakes.Servers()
-    yield started
-    started.stop_all()
-
-
 @pytest.fixture(autouse=True)
 def fresh_shared_clients() -> Iterator[None]:
     close_clients()

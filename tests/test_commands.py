@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from django_etpay import operations
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
+from django_etpay.testing import FakeEtpay
 from tests.factories import STATUS_URL, make_session
 
 pytestmark = pytest.mark.django_db
@@ -32,43 +33,6 @@ def age(session: PaymentSession, delta: timedelta) -> None:
     PaymentSession.objects.filter(pk=session.pk).update(created_at=timezone.now() - delta)
 
 
-def entry(session: PaymentSession, status: Any = "success") -> dict[str, Any]:
-    return {
-        "session_token": session.token,
-        "merchant_order_id": session.merchant_order_id,
-        "merchant_amount": session.order_amount,
-        "merchant_currency": "CLP",
-        "payment_token": f"pay-{session.pk}",
-        "payment_status": status,
-        "user_rut": "111111111",
-    }
-
-
-class FakeEtpay:
-    """ETpay's status API: an answer per session token, counting the questions."""
-
-    def __init__(self, mocked: responses_lib.RequestsMock) -> None:
-        self.answers: dict[str, Any] = {}
-        self.asked: list[str] = []
-        self.interrupt_at: int | None = None
-        mocked.add_callback("POST", STATUS_URL, callback=self.reply)
-
-    def reply(self, request: Any) -> tuple[int, dict[str, str], str]:
-        token = json.loads(request.body)["session_token"]
-        self.asked.append(token)
-        if self.interrupt_at is not None and len(self.asked) == self.interrupt_at:
-            raise KeyboardInterrupt
-        answer = self.answers.get(token, [])
-        if isinstance(answer, int):
-            return answer, {}, json.dumps({"message": "unavailable"})
-        return 200, {}, json.dumps(answer)
-
-
-@pytest.fixture
-def etpay(mocked_responses: responses_lib.RequestsMock) -> FakeEtpay:
-    return FakeEtpay(mocked_responses)
-
-
 # -- etpay_reconcile --------------------------------------------------------------------------
 
 
@@ -79,7 +43,7 @@ def due_session(**fields: Any) -> PaymentSession:
 
 
 def test_reconcile_summarises_every_outcome(
-    etpay: FakeEtpay,
+    fake_etpay: FakeEtpay,
     receivers: dict[str, mock.MagicMock],
     django_capture_on_commit_callbacks: Any,
     settings: Any,
@@ -93,12 +57,10 @@ def test_reconcile_summarises_every_outcome(
     fresh = make_session()  # pending, but younger than SESSION_TTL: not due
     settled = make_session(status=Status.PAID)
     age(settled, timedelta(hours=2))
-    etpay.answers = {
-        paid.token: [entry(paid)],
-        failed.token: [entry(failed, "failed")],
-        broken.token: 503,
-        flagged.token: [entry(flagged)],
-    }
+    fake_etpay.pay(paid)
+    fake_etpay.reject(failed)
+    fake_etpay.fail_next("status", status=503, session=broken)
+    fake_etpay.pay(flagged)
 
     with (
         django_capture_on_commit_callbacks(execute=True),
@@ -107,9 +69,11 @@ def test_reconcile_summarises_every_outcome(
         run("etpay_reconcile")
     assert raised.value.returncode == 1
 
-    assert sorted(etpay.asked) == sorted(s.token for s in (paid, failed, unknown, broken, flagged))
-    assert fresh.token not in etpay.asked
-    assert settled.token not in etpay.asked
+    assert sorted(fake_etpay.status_queries) == sorted(
+        s.token for s in (paid, failed, unknown, broken, flagged)
+    )
+    assert fresh.token not in fake_etpay.status_queries
+    assert settled.token not in fake_etpay.status_queries
     statuses = dict(PaymentSession.objects.values_list("pk", "status"))
     assert statuses[paid.pk] == statuses[flagged.pk] == Status.PAID
     assert statuses[failed.pk] == Status.FAILED
@@ -121,9 +85,9 @@ def test_reconcile_summarises_every_outcome(
     assert not Notification.objects.filter(session=broken).exists()
 
 
-def test_reconcile_prints_a_one_line_summary(etpay: FakeEtpay) -> None:
+def test_reconcile_prints_a_one_line_summary(fake_etpay: FakeEtpay) -> None:
     paid, _unknown = due_session(), due_session()
-    etpay.answers = {paid.token: [entry(paid)]}
+    fake_etpay.pay(paid)
     output = run("etpay_reconcile")
     assert output.strip() == (
         "Checked 2 sessions with ETpay: 1 now paid, 0 now failed, 0 unchanged, "
@@ -132,26 +96,28 @@ def test_reconcile_prints_a_one_line_summary(etpay: FakeEtpay) -> None:
 
 
 def test_reconcile_is_idempotent_and_waits_for_the_interval(
-    etpay: FakeEtpay, settings: Any
+    fake_etpay: FakeEtpay, settings: Any
 ) -> None:
     unknown = due_session()
     run("etpay_reconcile")
     run("etpay_reconcile")
-    assert etpay.asked == [unknown.token]  # asked once within RECONCILE_INTERVAL
+    assert fake_etpay.status_queries == [unknown.token]  # asked once within RECONCILE_INTERVAL
     assert Notification.objects.filter(session=unknown).count() == 1
     settings.ETPAY = {**settings.ETPAY, "RECONCILE_INTERVAL": timedelta(0)}
     run("etpay_reconcile")
-    assert etpay.asked == [unknown.token, unknown.token]
+    assert fake_etpay.status_queries == [unknown.token, unknown.token]
 
 
 def test_reconcile_interrupted_then_rerun_asks_each_session_once(
-    etpay: FakeEtpay,
+    fake_etpay: FakeEtpay,
     receivers: dict[str, mock.MagicMock],
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     sessions = [due_session() for _ in range(7)]
-    etpay.answers = {s.token: [entry(s)] for s in sessions}
-    etpay.interrupt_at = 4  # Ctrl-C while the 4th call is on the wire
+    for session in sessions:
+        fake_etpay.pay(session)
+    # Ctrl-C while the 4th call is on the wire (the due sessions are asked in key order).
+    fake_etpay.fail_next("status", error="interrupt", session=sessions[3])
 
     out = io.StringIO()
     with (
@@ -163,30 +129,29 @@ def test_reconcile_interrupted_then_rerun_asks_each_session_once(
     assert "Checked 3 sessions with ETpay: 3 now paid" in out.getvalue()
     assert PaymentSession.objects.filter(status=Status.PAID).count() == 3
 
-    etpay.interrupt_at = None
     with django_capture_on_commit_callbacks(execute=True):
         output = run("etpay_reconcile", "--batch-size", "2")
     assert "Checked 4 sessions with ETpay: 4 now paid" in output
     assert PaymentSession.objects.filter(status=Status.PAID).count() == 7
     # The interrupted session was asked twice (its call never returned); every other once,
     # and each session was paid, and announced, exactly once.
-    assert len(etpay.asked) == 8
+    assert len(fake_etpay.status_queries) == 8
     assert receivers["payment_completed"].call_count == 7
     assert Notification.objects.filter(outcome=Notification.Outcome.ACCEPTED).count() == 7
 
 
-def test_reconcile_dry_run_asks_nothing(etpay: FakeEtpay) -> None:
+def test_reconcile_dry_run_asks_nothing(fake_etpay: FakeEtpay) -> None:
     session = due_session(merchant_order_id="OC-DRY")
     output = run("etpay_reconcile", "--dry-run", "-v", "2")
     assert "Sessions due for a status query: 1" in output
     assert "Effects due for delivery: 0" in output
     assert "OC-DRY" in output
-    assert etpay.asked == []
+    assert fake_etpay.status_queries == []
     session.refresh_from_db()
     assert session.last_checked_at is None
 
 
-def test_reconcile_merchant_filter(etpay: FakeEtpay, settings: Any) -> None:
+def test_reconcile_merchant_filter(fake_etpay: FakeEtpay, settings: Any) -> None:
     settings.ETPAY = {
         **settings.ETPAY,
         "MERCHANTS": {
@@ -201,40 +166,41 @@ def test_reconcile_merchant_filter(etpay: FakeEtpay, settings: Any) -> None:
     default = due_session()
     outlet = due_session(merchant="outlet")
     run("etpay_reconcile", "--merchant", "outlet")
-    assert etpay.asked == [outlet.token]
+    assert fake_etpay.status_queries == [outlet.token]
     run("etpay_reconcile", "--merchant=")
-    assert etpay.asked == [outlet.token, default.token]
+    assert fake_etpay.status_queries == [outlet.token, default.token]
     with pytest.raises(CommandError, match="Unknown merchant alias"):
         run("etpay_reconcile", "--merchant", "nope")
 
 
-def test_reconcile_older_than_and_limit(etpay: FakeEtpay) -> None:
+def test_reconcile_older_than_and_limit(fake_etpay: FakeEtpay) -> None:
     recent = make_session()
     age(recent, timedelta(minutes=20))
     run("etpay_reconcile", "--older-than", "30m")
-    assert etpay.asked == []
+    assert fake_etpay.status_queries == []
     others = [due_session() for _ in range(3)]
     run("etpay_reconcile", "--older-than", "10m", "--limit", "2")
-    assert len(etpay.asked) == 2
+    assert len(fake_etpay.status_queries) == 2
     run("etpay_reconcile", "--older-than", "10m")
-    assert sorted(etpay.asked) == sorted([recent.token, *(s.token for s in others)])
+    assert sorted(fake_etpay.status_queries) == sorted([recent.token, *(s.token for s in others)])
 
 
-def test_reconcile_stops_when_etpay_keeps_failing(etpay: FakeEtpay, settings: Any) -> None:
+def test_reconcile_stops_when_etpay_keeps_failing(fake_etpay: FakeEtpay, settings: Any) -> None:
     settings.ETPAY = {**settings.ETPAY, "RECONCILE_RETRIES": 0}  # each 503 is asked once
     sessions = [due_session() for _ in range(6)]
-    etpay.answers = {s.token: 503 for s in sessions}
+    for session in sessions:
+        fake_etpay.fail_next("status", status=503, session=session)
     out = io.StringIO()
     with pytest.raises(CommandError):
         call_command("etpay_reconcile", "--max-errors", "3", stdout=out, stderr=io.StringIO())
-    assert len(etpay.asked) == 3
+    assert len(fake_etpay.status_queries) == 3
     assert "Stopped after 3 failed calls in a row" in out.getvalue()
     # Failed sessions are not stamped: the next run asks them again.
     assert not PaymentSession.objects.filter(last_checked_at__isnull=False).exists()
 
 
 def test_reconcile_redelivers_overdue_effects(
-    etpay: FakeEtpay, receivers: dict[str, mock.MagicMock]
+    fake_etpay: FakeEtpay, receivers: dict[str, mock.MagicMock]
 ) -> None:
     # The recovery path delivers directly (no on-commit), so no callback capture is needed.
     session = make_session(status=Status.PAID)
@@ -522,7 +488,7 @@ class Terminal(io.StringIO):
         return True
 
 
-def test_reconcile_shows_progress_on_a_terminal_only(etpay: FakeEtpay) -> None:
+def test_reconcile_shows_progress_on_a_terminal_only(fake_etpay: FakeEtpay) -> None:
     for _ in range(12):
         due_session()
     terminal = Terminal()
@@ -535,14 +501,16 @@ def test_reconcile_shows_progress_on_a_terminal_only(etpay: FakeEtpay) -> None:
     assert "\r" not in plain
 
 
-def test_reconcile_leaves_sessions_past_the_max_age_alone(etpay: FakeEtpay, settings: Any) -> None:
+def test_reconcile_leaves_sessions_past_the_max_age_alone(
+    fake_etpay: FakeEtpay, settings: Any
+) -> None:
     recent = make_session(status=Status.EXPIRED, needs_reconciliation=True)
     ancient = make_session(status=Status.EXPIRED, needs_reconciliation=True)
     age(ancient, timedelta(days=31))
     run("etpay_reconcile")
-    assert etpay.asked == [recent.token]  # RECONCILE_MAX_AGE is 30 days by default
+    assert fake_etpay.status_queries == [recent.token]  # RECONCILE_MAX_AGE is 30 days by default
     run("etpay_reconcile", "--max-age", "0")
-    assert etpay.asked == [recent.token, ancient.token]
+    assert fake_etpay.status_queries == [recent.token, ancient.token]
     settings.ETPAY = {**settings.ETPAY, "RECONCILE_MAX_AGE": None, "RECONCILE_INTERVAL": 0}
     run("etpay_reconcile")
-    assert sorted(etpay.asked[2:]) == sorted([recent.token, ancient.token])
+    assert sorted(fake_etpay.status_queries[2:]) == sorted([recent.token, ancient.token])

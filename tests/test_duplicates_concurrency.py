@@ -24,12 +24,6 @@ THREADS = 20
 KIND = OutboxEffect.Kind.PAYMENT_DUPLICATED
 
 
-@pytest.fixture(autouse=True)
-def _postgres_only() -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("row locks need PostgreSQL; SQLite serialises writers differently")
-
-
 @pytest.fixture
 def heard() -> Iterator[list[str]]:
     tokens: list[str] = []

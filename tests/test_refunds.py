@@ -3,7 +3,6 @@ once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 from unittest import mock
@@ -14,11 +13,10 @@ from django.contrib.auth.models import AnonymousUser
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.db import transaction
-from django.dispatch import Signal
 from django.utils import timezone
 from pytest_django import Settings
 
-from django_etpay import checks, operations, refunds, signals
+from django_etpay import checks, operations, refunds
 from django_etpay.exceptions import (
     EtpayConfigurationError,
     EtpayError,
@@ -34,7 +32,6 @@ from tests.factories import make_session
 pytestmark = pytest.mark.django_db(transaction=True)
 
 State = Refund.State
-REFUND_SIGNALS = ("refund_requested", "refund_completed", "refund_failed")
 
 #: Calls of the backend below (reset by the fixture).
 BACKEND_CALLS: list[Refund] = []
@@ -62,26 +59,6 @@ NOT_A_BACKEND = 42
 
 class NoRequestMethod:
     pass
-
-
-def _receiver(sender: Any, **kwargs: Any) -> None:
-    """Signature the receiver mocks copy."""
-
-
-@pytest.fixture
-def receivers() -> Iterator[dict[str, mock.MagicMock]]:
-    connected: list[tuple[Signal, str]] = []
-    mocks: dict[str, mock.MagicMock] = {}
-    for name in REFUND_SIGNALS:
-        signal: Signal = getattr(signals, name)
-        receiver = mock.create_autospec(_receiver)
-        uid = f"tests-{name}-{id(receiver)}"
-        signal.connect(receiver, weak=False, dispatch_uid=uid)
-        connected.append((signal, uid))
-        mocks[name] = receiver
-    yield mocks
-    for signal, uid in connected:
-        signal.disconnect(dispatch_uid=uid)
 
 
 @pytest.fixture(autouse=True)

@@ -26,12 +26,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 THREADS = 20
 
 
-@pytest.fixture(autouse=True)
-def _postgres_only() -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("row locks need PostgreSQL; SQLite serialises writers differently")
-
-
 def together(calls: list[Callable[[], Any]]) -> list[Any]:
     """Run each call in its own thread, all released at once; return results or exceptions."""
     barrier = threading.Barrier(len(calls))

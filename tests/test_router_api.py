@@ -20,8 +20,9 @@ from rest_framework.test import APIClient
 from django_etpay import signals
 from django_etpay.models import PaymentSession
 from django_etpay.services import initialize_session
-from tests.api_support import api_settings, etpay_replies
-from tests.factories import make_session, mint_jwt
+from django_etpay.testing import FakeEtpay
+from tests.api_support import api_settings
+from tests.factories import INIT_URL, make_session, mint_jwt
 from tests.router_support import DATABASES, assert_nothing_on_default
 from tests.routers import PAYMENTS, ROUTERS
 
@@ -48,10 +49,9 @@ def create(client: APIClient) -> Any:
 
 
 def test_a_guest_creates_a_session_and_polls_it_until_paid(
-    mocked_responses: responses_lib.RequestsMock, settings: Settings
+    fake_etpay: FakeEtpay, settings: Settings
 ) -> None:
     settings.ETPAY = api_settings(API_PERMISSION_CLASSES=["rest_framework.permissions.AllowAny"])
-    etpay_replies(mocked_responses)
     client = APIClient()
 
     created = create(client)
@@ -71,9 +71,8 @@ def test_a_guest_creates_a_session_and_polls_it_until_paid(
 
 
 def test_a_signed_in_user_creates_a_session_and_sees_it(
-    mocked_responses: responses_lib.RequestsMock, django_user_model: Any
+    fake_etpay: FakeEtpay, django_user_model: Any
 ) -> None:
-    etpay_replies(mocked_responses)
     user = django_user_model.objects.create_user("ana", password="pw-ana")
     client = APIClient()
     client.force_authenticate(user)
@@ -112,7 +111,9 @@ def test_no_transaction_is_open_on_payments_while_etpay_answers(
 ) -> None:
     monkeypatch.setitem(connections.settings[PAYMENTS], "ATOMIC_REQUESTS", True)
     settings.ETPAY = api_settings(API_PERMISSION_CLASSES=["rest_framework.permissions.AllowAny"])
-    etpay_replies(mocked_responses)
+    mocked_responses.post(
+        INIT_URL, json={"token": "sess-routed-api", "signature_token": "sig-routed-" + "0" * 40}
+    )
     in_transaction: list[bool] = []
     real_send = requests.adapters.HTTPAdapter.send
 
@@ -127,9 +128,8 @@ def test_no_transaction_is_open_on_payments_while_etpay_answers(
 
 
 def test_session_initialized_waits_for_payments_not_default(
-    mocked_responses: responses_lib.RequestsMock,
+    fake_etpay: FakeEtpay,
 ) -> None:
-    etpay_replies(mocked_responses)
     heard: list[int] = []
 
     def receiver(sender: Any, session: PaymentSession, **kwargs: Any) -> None:

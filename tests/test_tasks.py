@@ -1,6 +1,6 @@
 """The jobs as Tasks (Django's Tasks framework), run here by the immediate backend.
 
-A real database worker on PostgreSQL runs them in ``test_task_worker.py`` (heavy).
+A real database worker on PostgreSQL runs them in ``test_tasks_worker.py`` (heavy).
 """
 
 from __future__ import annotations

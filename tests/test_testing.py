@@ -298,6 +298,60 @@ def test_faults_queue_per_endpoint(fake_etpay: FakeEtpay) -> None:
     assert reconcile_session(session)[0].reason == Reason.UNKNOWN_TO_ETPAY
 
 
+def test_a_fault_for_one_session_waits_for_a_query_about_it(fake_etpay: FakeEtpay) -> None:
+    first = initialize_session("OC-S1", 1000)
+    second = initialize_session("OC-S2", 1000)
+    fake_etpay.fail_next("status", status=500, session=second)
+    fake_etpay.fail_next("status", error="timeout")
+    # The fault without a session is met by the next call, about any session...
+    with pytest.raises(EtpayTimeoutError):
+        reconcile_session(first)
+    # ... the other only by a query about its own.
+    assert reconcile_session(first)[0].reason == Reason.UNKNOWN_TO_ETPAY
+    with pytest.raises(EtpayHTTPError):
+        reconcile_session(second)
+    assert reconcile_session(second)[0].reason == Reason.UNKNOWN_TO_ETPAY
+    assert fake_etpay.status_queries == [first.token, first.token, second.token, second.token]
+
+
+def test_a_fault_for_a_session_given_as_a_token_or_a_fake_session(fake_etpay: FakeEtpay) -> None:
+    session = initialize_session("OC-S3", 1000)
+    fake_etpay.fail_next("status", status=502, session=str(session.token))
+    fake_etpay.fail_next("status", status=503, session=fake_etpay.session(session))
+    for status in (502, 503):
+        with pytest.raises(EtpayHTTPError) as caught:
+            reconcile_session(session)
+        assert caught.value.status_code == status
+    assert reconcile_session(session)[0].reason == Reason.UNKNOWN_TO_ETPAY
+
+
+def test_an_interrupt_raises_keyboard_interrupt_while_the_call_is_on_the_wire(
+    fake_etpay: FakeEtpay,
+) -> None:
+    session = initialize_session("OC-INT", 1000)
+    fake_etpay.fail_next("status", error="interrupt", session=session)
+    with pytest.raises(KeyboardInterrupt):
+        reconcile_session(session)
+    assert fake_etpay.status_queries == [session.token]  # the question had left
+    assert reconcile_session(session)[0].reason == Reason.UNKNOWN_TO_ETPAY
+
+
+def test_status_queries_lists_only_status_calls_by_session_token(fake_etpay: FakeEtpay) -> None:
+    session = initialize_session("OC-SQ", 1000)
+    assert fake_etpay.status_queries == []
+    get_client().check_payment_status(merchant_order_id="OC-SQ")
+    reconcile_session(session)
+    assert fake_etpay.status_queries == ["", session.token]
+    assert len(fake_etpay.calls) == 3  # the initialize call is not a status query
+
+
+def test_a_fault_for_a_session_is_for_status_queries_about_a_token(fake_etpay: FakeEtpay) -> None:
+    with pytest.raises(ValueError, match='endpoint="status" only'):
+        fake_etpay.fail_next("initialize", status=500, session="sess-1")
+    with pytest.raises(ValueError, match="no token"):
+        fake_etpay.fail_next("status", status=500, session=make_session(token=None))
+
+
 def test_fail_next_refuses_unclear_faults(fake_etpay: FakeEtpay) -> None:
     with pytest.raises(ValueError, match="either error or status"):
         fake_etpay.fail_next()

@@ -103,8 +103,15 @@ class FakeSession:
         return str(self.request.get("payment_cancellation_url") or "")
 
 
-FaultKind = Literal["timeout", "connect_timeout", "refused", "broken", "not_json"]
-_FAULT_KINDS: tuple[str, ...] = ("timeout", "connect_timeout", "refused", "broken", "not_json")
+FaultKind = Literal["timeout", "connect_timeout", "refused", "broken", "not_json", "interrupt"]
+_FAULT_KINDS: tuple[str, ...] = (
+    "timeout",
+    "connect_timeout",
+    "refused",
+    "broken",
+    "not_json",
+    "interrupt",
+)
 _ENDPOINTS: dict[str, str] = {"initialize": INITIALIZE_PATH, "status": CHECK_STATUS_PATH}
 
 
@@ -114,6 +121,8 @@ class _Fault:
     status: int | None
     message: str | None
     after_processing: bool = False
+    #: The session token a status query must name to meet this fault (None: any call).
+    session_token: str | None = None
 
 
 class _ReplyError(Exception):
@@ -144,7 +153,10 @@ class FakeEtpay:
       ETpay would, and return the signed result; :meth:`notify` delivers it to your
       ``notification`` view, :meth:`return_url` is where ETpay would send the payer back.
     - :meth:`fail_next` makes the next call fail (timeout, refused or broken connection,
-      an HTTP error, a reply that is not JSON).
+      an HTTP error, a reply that is not JSON, an interruption), or the next status query
+      about one session.
+    - :attr:`status_queries` is the session token of each status query, in order: how often
+      the app asked about a session.
 
     The fake does not retry refused connections (``CONNECT_RETRIES`` does not apply) and
     does not enforce ``TIMEOUT``: a ``"timeout"`` fault raises at once.
@@ -237,6 +249,7 @@ class FakeEtpay:
         status: int | None = None,
         message: str | None = None,
         after_processing: bool = False,
+        session: PaymentSession | FakeSession | str | None = None,
     ) -> None:
         """Make the next call to ``endpoint`` fail; calls queue up in order.
 
@@ -247,6 +260,9 @@ class FakeEtpay:
         - ``"connect_timeout"`` / ``"refused"``: the connection never opened (outcome known);
         - ``"broken"``: the connection broke after the request was sent (outcome unknown);
         - ``"not_json"``: a 200 reply whose body is not JSON (``EtpayResponseError``);
+        - ``"interrupt"``: the process is interrupted (Ctrl-C, a worker's shutdown) while the
+          call is on the wire: ``KeyboardInterrupt`` is raised, for testing that a command
+          stopped mid-run leaves nothing half done and a rerun finishes the work;
 
         or ``status``, an HTTP status ETpay answers with, and its JSON ``{"message": ...}``
         (``EtpayHTTPError``; a 5xx leaves the outcome unknown).
@@ -254,6 +270,11 @@ class FakeEtpay:
         With ``after_processing=True`` the fake ETpay acts on the request first (it opens the
         session) and the reply is then lost: what a read timeout or a broken connection after
         the request was sent may hide.
+
+        With ``session`` (a ``PaymentSession``, a ``FakeSession`` or a session token; only for
+        ``endpoint="status"``) the fault waits for the first status query that names that
+        session's token, whatever the calls before it: ETpay failing for one session of a
+        reconcile run. Faults without a session are met by the next calls, in order.
         """
         if endpoint not in _ENDPOINTS:
             raise ValueError(f"endpoint must be one of {', '.join(_ENDPOINTS)}.")
@@ -263,10 +284,29 @@ class FakeEtpay:
             raise ValueError(f"error must be one of {', '.join(_FAULT_KINDS)}.")
         if status is not None and not 100 <= status <= 599:
             raise ValueError("status must be an HTTP status code.")
+        token: str | None = None
+        if session is not None:
+            if endpoint != "status":
+                raise ValueError('session applies to endpoint="status" only.')
+            token = session if isinstance(session, str) else session.token
+            if not token:
+                raise ValueError("The session has no token: no status query can name it.")
         with self._lock:
             self._faults[_ENDPOINTS[endpoint]].append(
-                _Fault(error, status, message, after_processing)
+                _Fault(error, status, message, after_processing, token)
             )
+
+    @property
+    def status_queries(self) -> list[str]:
+        """The ``session_token`` of each call to the status API, in order (``""`` for a query
+        by ``merchant_order_id`` or ``payment_token`` only): how many times, and in which
+        order, the app asked ETpay about each session."""
+        with self._lock:
+            return [
+                str(call.body.get("session_token") or "")
+                for call in self.calls
+                if call.path == CHECK_STATUS_PATH
+            ]
 
     def pay(self, session: PaymentSession | FakeSession | str, **claims: Any) -> str:
         """The payer approves at ETpay: settle ``session`` as paid, return its result JWT.
@@ -354,12 +394,20 @@ class FakeEtpay:
             if "merchant_api_token" in redacted:
                 redacted["merchant_api_token"] = REDACTED
             self.calls.append(FakeCall(path=path, body=redacted))
-            queue = self._faults.get(path)
-            fault = queue.pop(0) if queue else None
+            fault = self._take_fault(path, body)
         if fault is not None and not fault.after_processing:
             return self._fail(fault)
         answer = self._process(path, body)
         return answer if fault is None else self._fail(fault)
+
+    def _take_fault(self, path: str, body: Any) -> _Fault | None:
+        """The first queued fault this call meets (the caller holds the lock)."""
+        queue = self._faults.get(path) or []
+        asked = body.get("session_token") if isinstance(body, dict) else None
+        for index, fault in enumerate(queue):
+            if fault.session_token is None or fault.session_token == asked:
+                return queue.pop(index)
+        return None
 
     def _process(self, path: str, body: Any) -> tuple[int, Any]:
         if not isinstance(body, dict):
@@ -377,6 +425,8 @@ class FakeEtpay:
     def _fail(fault: _Fault) -> tuple[int, Any]:
         if fault.status is not None:
             return fault.status, {"message": fault.message or f"Fake ETpay error {fault.status}."}
+        if fault.kind == "interrupt":
+            raise KeyboardInterrupt("fake ETpay: interrupted while the call was on the wire")
         if fault.kind == "timeout":
             raise requests.ReadTimeout("fake ETpay: no answer in time")
         if fault.kind == "connect_timeout":

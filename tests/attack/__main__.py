@@ -2,8 +2,8 @@
 
     python -m tests.attack [--workers 3] [--examples 5000] [--seed 8] [--no-fuzz]
 
-Starts a throw-away PostgreSQL server (``tests/postgres.py``), migrates it, starts a fake ETpay
-(:mod:`tests.attack.fake_etpay`) and gunicorn (sync workers) serving
+Starts a throw-away PostgreSQL server (``tests/postgres.py``), migrates it, starts a hostile ETpay
+(:mod:`tests.attack.hostile_etpay`) and gunicorn (sync workers) serving
 :mod:`tests.attack.settings`, then:
 
 1. fires the named corpus (:mod:`tests.attack.corpus`), concurrent cases with 16 threads;
@@ -115,14 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     logs = Path(tempfile.mkdtemp(prefix="etpay-attack-"))
     os.environ["ETPAY_ATTACK_LOG_DIR"] = str(logs)
 
-    from tests.attack.fake_etpay import FakeEtpay
+    from tests.attack.hostile_etpay import HostileEtpayServer
     from tests.postgres import database_settings
 
     db = database_settings()  # starts the server; gunicorn's workers reuse it via the env
     os.environ["ETPAY_TEST_PGHOST"] = db["HOST"]
     os.environ["ETPAY_TEST_PGPORT"] = db["PORT"]
-    fake = FakeEtpay().start()
-    os.environ["ETPAY_ATTACK_API_URL"] = fake.url
+    hostile = HostileEtpayServer().start()
+    os.environ["ETPAY_ATTACK_API_URL"] = hostile.url
 
     import django
 
@@ -238,9 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         gunicorn.terminate()
         gunicorn.wait(timeout=60)
-        fake.stop()
+        hostile.stop()
 
-    search.plain_keys.update(fake.issued_keys)
+    search.plain_keys.update(hostile.issued_keys)
     search.search_database()
     signals()
     twice = [key for key, count in signals.all.items() if count > 1]

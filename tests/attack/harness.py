@@ -118,7 +118,7 @@ class HttpTransport:
 # -- secrets ----------------------------------------------------------------------------------
 
 
-#: What every plain signature key of the run looks like (``make_session`` and the fake ETpay
+#: What every plain signature key of the run looks like (``make_session`` and the hostile ETpay
 #: both issue ``sig-`` and 64 hex digits): any run of it of 16 characters or more that begins
 #: a known key is a hit, so a key cut short in a message is found too.
 KEY_SHAPE = re.compile(r"sig-[0-9a-f]{12,}")

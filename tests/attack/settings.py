@@ -1,6 +1,6 @@
 """Settings the attack run serves under gunicorn: the test settings, plus
 
-- ``ETPAY["API_URL"]`` pointing at the runner's fake ETpay (``ETPAY_ATTACK_API_URL``);
+- ``ETPAY["API_URL"]`` pointing at the runner's hostile ETpay (``ETPAY_ATTACK_API_URL``);
 - explicit ``SIGNATURE_KEYS``, so that the secret search knows them;
 - a return-URL limit under gunicorn's 4 KB request line, so that the app's own limit is
   reachable through the server (``NOTIFICATION_MAX_BYTES``);

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
+from unittest import mock
 
 import pytest
 import requests
@@ -17,7 +18,6 @@ from django.db import transaction
 from django.test import RequestFactory
 from pytest_django import DjangoCaptureOnCommitCallbacks, Settings
 
-from django_etpay import signals
 from django_etpay.exceptions import (
     EtpayAPIError,
     EtpayConfigurationError,
@@ -49,26 +49,6 @@ OUTLET = {
 
 #: An empty URLconf, for the test that runs without the app's URLs (ROOT_URLCONF = __name__).
 urlpatterns: list[Any] = []
-
-
-@pytest.fixture
-def received() -> Iterator[list[dict[str, Any]]]:
-    """Every ``session_initialized`` sent during the test."""
-    calls: list[dict[str, Any]] = []
-
-    def receiver(sender: Any, **kwargs: Any) -> None:
-        calls.append({"sender": sender, **kwargs})
-
-    signals.session_initialized.connect(receiver)
-    yield calls
-    signals.session_initialized.disconnect(receiver)
-
-
-@pytest.fixture
-def servers() -> Iterator[httpfakes.Servers]:
-    started = httpfakes.Servers()
-    yield started
-    started.stop_all()
 
 
 def sent_body(mock: responses_lib.RequestsMock) -> dict[str, Any]:
@@ -455,7 +435,7 @@ def test_values_longer_than_their_columns_are_validation_errors(
 )
 def test_a_failed_call_marks_the_row_error_and_reraises(
     mocked_responses: responses_lib.RequestsMock,
-    received: list[dict[str, Any]],
+    receivers: dict[str, mock.MagicMock],
     django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
     reply: dict[str, Any],
     exc: type[EtpayAPIError],
@@ -476,7 +456,7 @@ def test_a_failed_call_marks_the_row_error_and_reraises(
     assert row.token is None
     assert row.signature_token == ""
     assert callbacks == []
-    assert received == []
+    receivers["session_initialized"].assert_not_called()
 
 
 @pytest.mark.parametrize("field", ["token", "signature_token"])
@@ -536,7 +516,7 @@ def _point_at(settings: Settings, url: str, **overrides: Any) -> None:
 
 @pytest.mark.slow
 def test_connection_refused_marks_the_row_error_with_a_known_outcome(
-    settings: Settings, received: list[dict[str, Any]]
+    settings: Settings, receivers: dict[str, mock.MagicMock]
 ) -> None:
     _point_at(settings, f"http://127.0.0.1:{httpfakes.closed_port()}", CONNECT_RETRIES=1)
 
@@ -549,7 +529,7 @@ def test_connection_refused_marks_the_row_error_with_a_known_outcome(
     assert row.error_code == "connection"
     assert row.outcome_unknown is False
     assert row.needs_reconciliation is False
-    assert received == []
+    receivers["session_initialized"].assert_not_called()
 
 
 @pytest.mark.slow
@@ -606,7 +586,7 @@ def test_the_total_deadline_marks_the_row_error_with_an_unknown_outcome(
 
 def test_session_initialized_is_sent_once_after_commit(
     mocked_responses: responses_lib.RequestsMock,
-    received: list[dict[str, Any]],
+    receivers: dict[str, mock.MagicMock],
     django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
     mocked_responses.post(INIT_URL, json=REPLY)
@@ -614,20 +594,21 @@ def test_session_initialized_is_sent_once_after_commit(
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         session = initialize_session("OC-160", 1000)
         # Nothing is sent before the transaction commits.
-        assert received == []
+        receivers["session_initialized"].assert_not_called()
 
     assert len(callbacks) == 1
     for callback in callbacks:
         callback()
-    assert len(received) == 1
-    assert received[0]["sender"] is PaymentSession
-    assert received[0]["session"] == session
-    assert received[0]["session"].status == PaymentSession.Status.PENDING
+    receivers["session_initialized"].assert_called_once()
+    sent = receivers["session_initialized"].call_args.kwargs
+    assert sent["sender"] is PaymentSession
+    assert sent["session"] == session
+    assert sent["session"].status == PaymentSession.Status.PENDING
 
 
 def test_session_initialized_is_not_sent_when_the_transaction_rolls_back(
     mocked_responses: responses_lib.RequestsMock,
-    received: list[dict[str, Any]],
+    receivers: dict[str, mock.MagicMock],
     django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
     mocked_responses.post(INIT_URL, json=REPLY)
@@ -644,7 +625,7 @@ def test_session_initialized_is_not_sent_when_the_transaction_rolls_back(
         create_then_fail()
 
     assert callbacks == []
-    assert received == []
+    receivers["session_initialized"].assert_not_called()
     assert not PaymentSession.objects.filter(merchant_order_id="OC-161").exists()
 
 
@@ -746,7 +727,7 @@ def test_no_secret_in_logs_on_success(
 
 
 def test_a_token_etpay_already_gave_another_session_keeps_the_row(
-    mocked_responses: responses_lib.RequestsMock, received: list[dict[str, Any]]
+    mocked_responses: responses_lib.RequestsMock, receivers: dict[str, mock.MagicMock]
 ) -> None:
     mocked_responses.post(INIT_URL, json=REPLY)
     first = initialize_session("OC-dup-1", 1000)

@@ -22,7 +22,7 @@ from django.db import connection
 from django_etpay import crypto
 from django_etpay.models import Notification, PaymentSession
 from tests.factories import deliver, make_session, mint_jwt
-from tests.test_secrets_at_rest import NEW, OLD, stored, use_keys
+from tests.test_crypto import NEW, OLD, stored, use_keys
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -33,15 +32,6 @@ pytestmark = [
 Status = PaymentSession.Status
 
 
-@pytest.fixture
-def status_api() -> Iterator[StatusApiServer]:
-    if "db" not in settings.TASKS:
-        pytest.skip("needs django-tasks-db (the heavy extra)")
-    server = StatusApiServer()
-    yield server
-    server.stop()
-
-
 def due(**fields: Any) -> PaymentSession:
     session = make_session(**fields)
     PaymentSession.objects.filter(pk=session.pk).update(
@@ -51,6 +41,8 @@ def due(**fields: Any) -> PaymentSession:
 
 
 def test_db_worker_runs_reconcile_then_expire(status_api: StatusApiServer) -> None:
+    if "db" not in settings.TASKS:
+        pytest.skip("needs django-tasks-db (the heavy extra)")
     paid = due()
     unknown = due()
     status_api.answers = {

@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from django_etpay.models import Notification, PaymentSession
 from tests.factories import (
+    CSRF_SECRET,
     RETURN_URL,
     WIDGET_URL,
     failing_session_saves,
@@ -25,8 +26,6 @@ pytestmark = pytest.mark.django_db
 Outcome = Notification.Outcome
 Reason = Notification.Reason
 Status = PaymentSession.Status
-
-CSRF_SECRET = "A" * 16 + "b" * 16
 
 
 @pytest.fixture
@@ -191,13 +190,6 @@ def test_return_is_get_only(client: Client) -> None:
 
 
 # -- widget result ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def csrf_client() -> Client:
-    client = Client(enforce_csrf_checks=True)
-    client.cookies["csrftoken"] = CSRF_SECRET
-    return client
 
 
 def widget_post(client: Client, body: Any, **extra: Any) -> Any:

@@ -68,13 +68,6 @@ def rq(redis_socket: Path) -> Iterator[Path]:
         django_rq.get_connection("etpay").flushdb()
 
 
-@pytest.fixture
-def status_api() -> Iterator[StatusApiServer]:
-    server = StatusApiServer()
-    yield server
-    server.stop()
-
-
 def due(**fields: Any) -> PaymentSession:
     session = make_session(**fields)
     PaymentSession.objects.filter(pk=session.pk).update(

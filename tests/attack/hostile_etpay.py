@@ -1,8 +1,10 @@
-"""A stand-in for ETpay's session API that can also answer the way a hostile or broken ETpay
-would, chosen by the ``merchant_order_id`` the shop sends (``REPLY-<behaviour>-...``).
+"""A hostile or broken ETpay for the attack runner: a real HTTP server on 127.0.0.1 that answers
+``/session/initialize`` the way a compromised or failing ETpay would, chosen by the
+``merchant_order_id`` the shop sends (``REPLY-<behaviour>-...``).
 
-It runs in a thread of the attack runner, on 127.0.0.1, and remembers every signature token it
-handed out, so that the secret search knows what to look for.
+It runs in a thread of the attack runner (``python -m tests.attack``), where gunicorn's worker
+processes reach it over the network, and remembers every signature token it handed out, so
+that the secret search knows what to look for.
 """
 
 from __future__ import annotations
@@ -31,8 +33,15 @@ BEHAVIOURS = (
 DUPLICATE_TOKEN = "sess-attack-duplicate-token-0000000000000000"
 
 
-class FakeEtpay:
-    """A threaded HTTP server answering ``/session/initialize`` and the status query."""
+class HostileEtpayServer:
+    """A threaded HTTP server answering ``/session/initialize`` and the status query.
+
+    Not :class:`django_etpay.testing.FakeEtpay`: that fake answers in memory, inside the
+    process that installed it, and only the way ETpay does. The attack runner's app runs in
+    other processes (gunicorn's workers), which only a socket reaches, and the replies under
+    test are the ones ETpay should never send: NUL bytes and lone surrogates in tokens, keys
+    that are numbers or 300 characters long, a token handed out twice, an array for an object.
+    """
 
     def __init__(self) -> None:
         self.issued_keys: list[str] = []
@@ -70,7 +79,7 @@ class FakeEtpay:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def start(self) -> FakeEtpay:
+    def start(self) -> HostileEtpayServer:
         self.thread.start()
         return self
 

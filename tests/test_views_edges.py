@@ -17,6 +17,7 @@ from django.test import Client, RequestFactory
 from django_etpay import pipeline, records, views
 from django_etpay.models import Notification, PaymentSession
 from tests.factories import (
+    CSRF_SECRET,
     NOTIFICATION_URL,
     RETURN_URL,
     WIDGET_URL,
@@ -31,8 +32,6 @@ pytestmark = pytest.mark.django_db
 Reason = Notification.Reason
 Status = PaymentSession.Status
 
-CSRF = "E" * 16 + "f" * 16
-
 
 def stored() -> Notification:
     return Notification.objects.latest("pk")
@@ -40,13 +39,6 @@ def stored() -> Notification:
 
 def post(client: Client, body: bytes | str, content_type: str, **extra: Any) -> Any:
     return client.generic("POST", NOTIFICATION_URL, body, content_type=content_type, **extra)
-
-
-@pytest.fixture
-def csrf_client() -> Client:
-    client = Client(enforce_csrf_checks=True)
-    client.cookies["csrftoken"] = CSRF
-    return client
 
 
 def sized_body(session: PaymentSession, size: int) -> bytes:
@@ -292,8 +284,8 @@ def test_a_server_without_wsgi_input_hands_over_the_whole_body() -> None:
 def test_widget_reads_a_chunked_body_once_for_the_csrf_check_and_the_view() -> None:
     session = make_session()
     body = json.dumps({"payment": mint_jwt(session)}).encode()
-    request = chunked(WIDGET_URL, Stream(body), HTTP_X_CSRFTOKEN=CSRF)
-    request.COOKIES["csrftoken"] = CSRF
+    request = chunked(WIDGET_URL, Stream(body), HTTP_X_CSRFTOKEN=CSRF_SECRET)
+    request.COOKIES["csrftoken"] = CSRF_SECRET
     response = views.WidgetResultView.as_view()(request)
     assert response.status_code == 200
     assert json.loads(response.content)["status"] == "paid"
@@ -390,7 +382,9 @@ def test_widget_body_over_the_limit_is_stored_before_the_csrf_check(
 ) -> None:
     settings.ETPAY = {**settings.ETPAY, "NOTIFICATION_MAX_BYTES": 100}
     response = csrf_client.post(
-        WIDGET_URL, {"payment": "x" * 200, "csrfmiddlewaretoken": CSRF}, REMOTE_ADDR="192.0.2.5"
+        WIDGET_URL,
+        {"payment": "x" * 200, "csrfmiddlewaretoken": CSRF_SECRET},
+        REMOTE_ADDR="192.0.2.5",
     )
     assert response.status_code == 413
     assert response.json() == {"status": "unknown", "outcome": "rejected", "redirect_url": None}
@@ -407,7 +401,7 @@ def test_widget_body_django_cannot_parse_is_stored_with_the_error(csrf_client: C
         WIDGET_URL,
         b"--b\r\nbroken",
         content_type="multipart/form-data",
-        HTTP_X_CSRFTOKEN=CSRF,
+        HTTP_X_CSRFTOKEN=CSRF_SECRET,
     )
     assert response.status_code == 400
     record = stored()
@@ -425,7 +419,7 @@ def test_widget_body_over_djangos_limit_is_too_large(csrf_client: Client, settin
         WIDGET_URL,
         json.dumps({"payment": "x" * 100}),
         content_type="application/json",
-        HTTP_X_CSRFTOKEN=CSRF,
+        HTTP_X_CSRFTOKEN=CSRF_SECRET,
     )
     assert response.status_code == 413
     assert (stored().reason, stored().detail) == (Reason.TOO_LARGE, "Body too large.")
@@ -453,7 +447,7 @@ def test_widget_non_success_repeat_on_a_paid_session_goes_to_success(
         WIDGET_URL,
         json.dumps({"payment": mint_jwt(session, payment_status=False)}),
         content_type="application/json",
-        HTTP_X_CSRFTOKEN=CSRF,
+        HTTP_X_CSRFTOKEN=CSRF_SECRET,
     )
     assert response.json() == {"status": "paid", "outcome": "duplicate", "redirect_url": "/ok/"}
 
@@ -507,8 +501,10 @@ def test_widget_view_checks_csrf_itself() -> None:
     body = json.dumps({"payment": mint_jwt(session)})
     without = RequestFactory().post(WIDGET_URL, body, "application/json")
     assert view(without).status_code == 403
-    with_token = RequestFactory().post(WIDGET_URL, body, "application/json", HTTP_X_CSRFTOKEN=CSRF)
-    with_token.COOKIES["csrftoken"] = CSRF
+    with_token = RequestFactory().post(
+        WIDGET_URL, body, "application/json", HTTP_X_CSRFTOKEN=CSRF_SECRET
+    )
+    with_token.COOKIES["csrftoken"] = CSRF_SECRET
     assert view(with_token).status_code == 200
     assert view(RequestFactory().get(WIDGET_URL)).status_code == 405
 
@@ -549,7 +545,7 @@ def test_widget_form_in_utf16(csrf_client: Client) -> None:
         WIDGET_URL,
         f"payment={mint_jwt(session)}".encode("utf-16"),
         content_type="application/x-www-form-urlencoded; charset=utf-16",
-        HTTP_X_CSRFTOKEN=CSRF,
+        HTTP_X_CSRFTOKEN=CSRF_SECRET,
     )
     assert response.status_code == 200
     assert response.json()["status"] == "paid"
@@ -558,7 +554,7 @@ def test_widget_form_in_utf16(csrf_client: Client) -> None:
 def test_widget_unparseable_body_keeps_its_bytes_readable(csrf_client: Client) -> None:
     body = b"--b\r\n\xff\xfe broken"
     response = csrf_client.generic(
-        "POST", WIDGET_URL, body, content_type="multipart/form-data", HTTP_X_CSRFTOKEN=CSRF
+        "POST", WIDGET_URL, body, content_type="multipart/form-data", HTTP_X_CSRFTOKEN=CSRF_SECRET
     )
     assert response.status_code == 400
     assert stored().raw_body == body.decode("utf-8", "replace")
@@ -621,7 +617,7 @@ def test_unreadable_url_page_that_cannot_be_stored_has_the_request(settings: Any
 def test_widget_csrf_token_inside_a_utf16_form(csrf_client: Client) -> None:
     # The CSRF check reads the token from the body, parsed in the body's own charset.
     session = make_session()
-    body = f"payment={mint_jwt(session)}&csrfmiddlewaretoken={CSRF}".encode("utf-16")
+    body = f"payment={mint_jwt(session)}&csrfmiddlewaretoken={CSRF_SECRET}".encode("utf-16")
     response = csrf_client.generic(
         "POST",
         WIDGET_URL,

@@ -4,7 +4,7 @@ Every result that may change a session is decided on the row locked with
 ``select_for_update`` inside ``transaction.atomic(using=...)``, on every database. These tests
 hold the rows, signals and model signals it leaves, and what happens when the row changed
 between the unlocked read and the lock. The races themselves, across connections, are in
-``tests/test_concurrency.py``.
+``tests/test_pipeline_concurrency.py``.
 """
 
 from __future__ import annotations
