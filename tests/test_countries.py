@@ -130,9 +130,10 @@ def test_phone_accepts_ten_digits(value: str, expected: str) -> None:
 @pytest.mark.parametrize("value", ["961668902", "96166890201", "961668902x", 9616689020, "", None])
 def test_phone_refuses_anything_else(value: Any) -> None:
     # The whole message: it is what the payer's form and the API show.
-    with pytest.raises(ValueError) as raised:
+    with pytest.raises(
+        ValueError, match=r"^must be a phone number of 10 digits, such as 9616689020\.$"
+    ):
         validators.phone(value)
-    assert str(raised.value) == "must be a phone number of 10 digits, such as 9616689020."
 
 
 @pytest.mark.parametrize(("value", "expected"), [("codi", "codi"), ("SPEI", "spei")])
@@ -142,9 +143,8 @@ def test_target_flow(value: str, expected: str) -> None:
 
 @pytest.mark.parametrize("value", ["oxxo", "", None, True])
 def test_target_flow_refuses_other_methods(value: Any) -> None:
-    with pytest.raises(ValueError) as raised:
+    with pytest.raises(ValueError, match=r"^must be codi or spei\.$"):
         validators.target_flow(value)
-    assert str(raised.value) == "must be codi or spei."
 
 
 def test_bank_codes_per_country() -> None:
