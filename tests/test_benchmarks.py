@@ -7,6 +7,7 @@ to run when the code it measures changes.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -129,7 +130,7 @@ def test_the_reconcile_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     completed = subprocess.run(  # noqa: S603 - fixed argv
         [
             sys.executable, "-m", "benchmarks.reconcile", "--latency", "0.001",
-            "--runs", "1:3,4:8", "--floor", "--json", str(results),
+            "--runs", "1:3,4:8,4:6:2", "--floor", "--json", str(results),
         ],
         cwd=ROOT,
         env=env,
@@ -139,6 +140,14 @@ def test_the_reconcile_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     )  # fmt: skip
 
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
-    assert "| concurrency | sessions | run time |" in completed.stdout
+    assert "| concurrency | processes | sessions | run time |" in completed.stdout
     assert "Checked 8 sessions with ETpay" in completed.stdout
+    # Two shards of 2 threads: each asked about its own three sessions, none twice.
+    assert completed.stdout.count("Checked 3 sessions with ETpay") == 3
     assert results.exists()
+    rows = json.loads(results.read_text())
+    assert [(r["concurrency"], r["processes"], r["calls"]) for r in rows] == [
+        (1, 1, 3),
+        (4, 1, 8),
+        (4, 2, 6),
+    ]
