@@ -237,3 +237,20 @@ def test_reconcile_without_token_does_not_call_etpay(
     session = make_session(token=None, status=Status.ERROR)
     assert services.reconcile_session(session) == []
     assert len(mocked_responses.calls) == 0
+
+
+def test_a_run_stamps_a_session_without_a_token_and_asks_nothing(
+    mocked_responses: responses_lib.RequestsMock,
+) -> None:
+    # A session ETpay never gave a token (and not an unknown outcome, which is asked about by
+    # order id) has nothing to ask; a run stamps it all the same, so it is not due again at
+    # once. The mocked transport fails the test on any call.
+    session = make_session(token=None)
+    other = make_session(token=None)
+    assert services.reconcile_session(session, stamp=True) == []
+    stamped = PaymentSession.objects.get(pk=session.pk).last_checked_at
+    assert stamped is not None
+    assert PaymentSession.objects.get(pk=other.pk).last_checked_at is None
+    # Called alone (no stamp), it changes nothing.
+    assert services.reconcile_session(other) == []
+    assert PaymentSession.objects.get(pk=other.pk).last_checked_at is None
