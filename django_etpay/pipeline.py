@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -327,11 +328,10 @@ def reconcile_session(
     ``[]`` for a session ETpay never gave a token.
     """
     alias = write_alias()
+    rows = PaymentSession.objects.using(alias).filter(pk=session.pk)
     if not session.token:
         if stamp:
-            PaymentSession.objects.using(alias).filter(pk=session.pk).update(
-                last_checked_at=timezone.now()
-            )
+            _stamp_checked(rows, session, timezone.now())
         return []
     with observability.about_session(session.pk):
         entries = get_client(session.merchant or None).check_payment_status(
@@ -360,17 +360,23 @@ def reconcile_session(
         # fresh as a refresh would: nothing else to do for the answer most sessions get.
         record = record_unknown_to_etpay(session, len(entries), using=alias, checked_at=checked_at)
         return [record]
-    rows = PaymentSession.objects.using(alias).filter(pk=session.pk)
     if any(learned):
         rows.filter(needs_reconciliation=True).update(
             needs_reconciliation=False, updated_at=timezone.now()
         )
     if checked_at is not None:
-        rows.update(last_checked_at=checked_at)
-        session.last_checked_at = checked_at
+        _stamp_checked(rows, session, checked_at)
     if refresh:
         session.refresh_from_db(using=alias)
     return notifications
+
+
+def _stamp_checked(
+    rows: QuerySet[PaymentSession], session: PaymentSession, checked_at: datetime
+) -> None:
+    """Set ``last_checked_at`` in the row and on ``session``, which a run may not refresh."""
+    rows.update(last_checked_at=checked_at)
+    session.last_checked_at = checked_at
 
 
 def _constant(

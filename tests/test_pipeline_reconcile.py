@@ -250,6 +250,7 @@ def test_a_run_stamps_a_session_without_a_token_and_asks_nothing(
     assert services.reconcile_session(session, stamp=True) == []
     stamped = PaymentSession.objects.get(pk=session.pk).last_checked_at
     assert stamped is not None
+    assert session.last_checked_at == stamped
     assert PaymentSession.objects.get(pk=other.pk).last_checked_at is None
     # Called alone (no stamp), it changes nothing.
     assert services.reconcile_session(other) == []
