@@ -61,13 +61,20 @@ def test_profile_summary_counts_only_time_spent_on_requests() -> None:
     assert "100.0%  django_etpay/views.py:NotificationView.post" in summary
 
 
-@pytest.mark.heavy
-def test_the_benchmark_command_runs_end_to_end(tmp_path: Path) -> None:
+def benchmark_env() -> dict[str, str]:
+    """The environment of a benchmark child: this checkout first, on this run's PostgreSQL
+    server when the suite has one (else the benchmark starts its own)."""
     database = settings.DATABASES["default"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     if database["ENGINE"].endswith("postgresql"):
         env.update(ETPAY_TEST_PGHOST=database["HOST"], ETPAY_TEST_PGPORT=str(database["PORT"]))
+    return env
+
+
+@pytest.mark.heavy
+def test_the_benchmark_command_runs_end_to_end(tmp_path: Path) -> None:
+    env = benchmark_env()
     results = tmp_path / "results.json"
 
     completed = subprocess.run(  # noqa: S603 - fixed argv
@@ -120,11 +127,7 @@ def test_reconcile_profile_summary_counts_worker_threads_only(tmp_path: Path) ->
 
 @pytest.mark.heavy
 def test_the_reconcile_benchmark_runs_end_to_end(tmp_path: Path) -> None:
-    database = settings.DATABASES["default"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    if database["ENGINE"].endswith("postgresql"):
-        env.update(ETPAY_TEST_PGHOST=database["HOST"], ETPAY_TEST_PGPORT=str(database["PORT"]))
+    env = benchmark_env()
     results = tmp_path / "reconcile.json"
 
     completed = subprocess.run(  # noqa: S603 - fixed argv
