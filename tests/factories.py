@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from unittest import mock
 
 import jwt
@@ -25,6 +25,8 @@ from django.test import Client
 
 from django_etpay import signals
 from django_etpay.models import Notification, PaymentSession
+
+T = TypeVar("T")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -268,36 +270,47 @@ def deliver(raw: str, channel: str = Notification.Channel.WEBHOOK) -> Notificati
     return services.process_notification(raw, channel=channel, remote_addr="203.0.113.9")
 
 
-def deliver_together(
-    senders: list[Callable[[Client], Any]], *, aliases: Iterable[str] = ("default",)
-) -> list[int]:
-    """Run each sender in its own thread (its own connections to ``aliases``, opened before
-    the start so that the race is on the lock), all released at once; return the status
-    codes."""
-    barrier = threading.Barrier(len(senders))
-    results: list[int | BaseException | None] = [None] * len(senders)
+def run_together(
+    calls: list[Callable[[], T]], *, aliases: Iterable[str] = ("default",)
+) -> list[T]:
+    """Run each call in its own thread, all released at once; return what each returned.
 
-    def worker(index: int, send: Callable[[Client], Any]) -> None:
+    Each thread opens its connections to ``aliases`` before the start, so that the race is on
+    the row lock, not on connecting, and closes them when done. An error in any thread, or a
+    thread still running after a minute, fails the test.
+    """
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+    errors: list[BaseException] = []
+
+    def worker(index: int, call: Callable[[], T]) -> None:
         try:
-            client = Client()
             for alias in aliases:
                 connections[alias].ensure_connection()
             barrier.wait(timeout=30)
-            results[index] = send(client).status_code
+            results[index] = call()
         except BaseException as err:  # reported by the assertion below
-            results[index] = err
+            errors.append(err)
         finally:
             connections.close_all()
 
     threads = [
-        threading.Thread(target=worker, args=(i, send), daemon=True)
-        for i, send in enumerate(senders)
+        threading.Thread(target=worker, args=(i, call), daemon=True)
+        for i, call in enumerate(calls)
     ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
     assert not any(thread.is_alive() for thread in threads), "a delivery hung"
-    errors = [r for r in results if not isinstance(r, int)]
     assert not errors, errors
-    return [r for r in results if isinstance(r, int)]
+    return results
+
+
+def deliver_together(
+    senders: list[Callable[[Client], Any]], *, aliases: Iterable[str] = ("default",)
+) -> list[int]:
+    """Send each request from its own thread and test client, all at once (see
+    :func:`run_together`); return the status codes."""
+    client_calls = [lambda send=send: int(send(Client()).status_code) for send in senders]
+    return run_together(client_calls, aliases=aliases)

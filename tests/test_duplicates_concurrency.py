@@ -12,11 +12,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from django_etpay import services, signals
 from django_etpay.models import Notification, OutboxEffect
-from tests.factories import make_session, mint_jwt
+from tests.factories import make_session, mint_jwt, run_together
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -39,26 +38,15 @@ def heard() -> Iterator[list[str]]:
 
 
 def deliver_together(raws: list[str]) -> None:
-    barrier = threading.Barrier(len(raws))
-    errors: list[BaseException] = []
-
-    def worker(raw: str) -> None:
-        try:
-            connection.ensure_connection()
-            barrier.wait(timeout=30)
-            services.process_notification(raw, channel=Notification.Channel.WEBHOOK)
-        except BaseException as err:  # reported below
-            errors.append(err)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(raw,), daemon=True) for raw in raws]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads), "a delivery hung"
-    assert not errors, errors
+    """Each JWT delivered as a webhook from its own thread, all at once."""
+    run_together(
+        [
+            lambda raw=raw: services.process_notification(
+                raw, channel=Notification.Channel.WEBHOOK
+            )
+            for raw in raws
+        ]
+    )
 
 
 def test_the_same_extra_payment_delivered_at_once_fires_once(heard: list[str]) -> None:

@@ -8,47 +8,27 @@ session; the status query and the webhook carry the same payment.
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable
 from typing import Any
 from unittest import mock
 
 import pytest
 import responses as responses_lib
-from django.db import connection
 
 from django_etpay import services
 from django_etpay.models import Notification, PaymentSession
-from tests.factories import STATUS_URL, deliver, load_fixture, make_session, mint_jwt
+from tests.factories import (
+    STATUS_URL,
+    deliver,
+    load_fixture,
+    make_session,
+    mint_jwt,
+    run_together,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 ROUNDS = 6
 Outcome = Notification.Outcome
-
-
-def together(*calls: Callable[[], object]) -> None:
-    """Run each call on its own thread and connection, released at once; re-raise errors."""
-    barrier = threading.Barrier(len(calls))
-    errors: list[BaseException] = []
-
-    def run(call: Callable[[], object]) -> None:
-        try:
-            connection.ensure_connection()  # connected first: the race is on the row
-            barrier.wait(timeout=30)
-            call()
-        except BaseException as err:  # reported below
-            errors.append(err)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(call,), daemon=True) for call in calls]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads), "a delivery hung"
-    assert not errors, errors
 
 
 def test_reconcile_racing_the_webhook_makes_one_transition_and_one_signal(
@@ -68,9 +48,13 @@ def test_reconcile_racing_the_webhook_makes_one_transition_and_one_signal(
         entries[session.token] = entry
         raw = mint_jwt(session, payment_token=entry["payment_token"])
 
-        together(
-            lambda pk=session.pk: services.reconcile_session(PaymentSession.objects.get(pk=pk)),
-            lambda raw=raw: deliver(raw),
+        run_together(
+            [
+                lambda pk=session.pk: services.reconcile_session(
+                    PaymentSession.objects.get(pk=pk)
+                ),
+                lambda raw=raw: deliver(raw),
+            ]
         )
 
         session.refresh_from_db()
