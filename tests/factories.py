@@ -270,6 +270,27 @@ def deliver(raw: str, channel: str = Notification.Channel.WEBHOOK) -> Notificati
     return services.process_notification(raw, channel=channel, remote_addr="203.0.113.9")
 
 
+#: A request from a test client, as :func:`deliver_together` sends it.
+Send = Callable[[Client], Any]
+
+
+def webhook(raw: str) -> Send:
+    """ETpay's webhook delivering ``raw``."""
+    body = json.dumps({"payment": raw})
+    return lambda client: client.post(NOTIFICATION_URL, body, content_type="application/json")
+
+
+def redirect(raw: str) -> Send:
+    """The payer's browser returning with ``raw``."""
+    return lambda client: client.get(RETURN_URL, {"jwt": raw})
+
+
+def widget(raw: str) -> Send:
+    """The widget posting ``raw``."""
+    body = json.dumps({"payment": raw})
+    return lambda client: client.post(WIDGET_URL, body, content_type="application/json")
+
+
 def run_together(
     calls: list[Callable[[], T]], *, aliases: Iterable[str] = ("default",)
 ) -> list[T]:
@@ -307,9 +328,7 @@ def run_together(
     return results
 
 
-def deliver_together(
-    senders: list[Callable[[Client], Any]], *, aliases: Iterable[str] = ("default",)
-) -> list[int]:
+def deliver_together(senders: list[Send], *, aliases: Iterable[str] = ("default",)) -> list[int]:
     """Send each request from its own thread and test client, all at once (see
     :func:`run_together`); return the status codes."""
     client_calls = [lambda send=send: int(send(Client()).status_code) for send in senders]

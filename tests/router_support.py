@@ -9,19 +9,13 @@ on ``default``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from django.test import Client
-
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
 from tests import factories
+from tests.factories import Send
 from tests.routers import PAYMENTS
 
 #: For ``pytest.mark.django_db(databases=...)``.
 DATABASES = ["default", PAYMENTS]
-
-Send = Callable[[Client], Any]
 
 
 def assert_nothing_on_default() -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 from unittest import mock
 
@@ -20,32 +19,17 @@ from django.test import Client
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
 from tests.factories import (
     NOTIFICATION_URL,
-    RETURN_URL,
-    WIDGET_URL,
     deliver_together,
     make_session,
     mint_jwt,
+    redirect,
+    webhook,
+    widget,
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 THREADS = 24
-
-Send = Callable[[Client], Any]
-
-
-def webhook(raw: str) -> Send:
-    body = json.dumps({"payment": raw})
-    return lambda client: client.post(NOTIFICATION_URL, body, content_type="application/json")
-
-
-def redirect(raw: str) -> Send:
-    return lambda client: client.get(RETURN_URL, {"jwt": raw})
-
-
-def widget(raw: str) -> Send:
-    body = json.dumps({"payment": raw})
-    return lambda client: client.post(WIDGET_URL, body, content_type="application/json")
 
 
 def test_same_webhook_delivered_at_once_pays_once(

@@ -7,7 +7,6 @@ signals wait for the commit of ``payments``, whatever ``default`` is doing.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Any
 from unittest import mock
@@ -19,35 +18,18 @@ from pytest_django import Settings
 
 from django_etpay import services
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
-from tests.factories import make_session, mint_jwt
-from tests.router_support import DATABASES, Send, assert_nothing_on_default, deliver_together
+from tests.factories import make_session, mint_jwt, redirect, webhook, widget
+from tests.router_support import DATABASES, assert_nothing_on_default, deliver_together
 from tests.routers import PAYMENTS, ROUTERS, STALE_REPLICA_ROUTERS
 
 pytestmark = pytest.mark.django_db(databases=DATABASES, transaction=True)
 
-NOTIFICATION_URL = "/etpay/notification/"
-RETURN_URL = "/etpay/return/"
-WIDGET_URL = "/etpay/widget-result/"
 Outcome = Notification.Outcome
 
 
 @pytest.fixture(autouse=True)
 def routed(settings: Settings) -> None:
     settings.DATABASE_ROUTERS = ROUTERS
-
-
-def webhook(raw: str) -> Send:
-    body = json.dumps({"payment": raw})
-    return lambda client: client.post(NOTIFICATION_URL, body, content_type="application/json")
-
-
-def redirect(raw: str) -> Send:
-    return lambda client: client.get(RETURN_URL, {"jwt": raw})
-
-
-def widget(raw: str) -> Send:
-    body = json.dumps({"payment": raw})
-    return lambda client: client.post(WIDGET_URL, body, content_type="application/json")
 
 
 def test_the_router_sends_the_models_to_payments() -> None:
