@@ -125,6 +125,19 @@ def mint_payment_claims(session: PaymentSession, **overrides: Any) -> dict[str, 
     return claims
 
 
+def status_entry(session: PaymentSession, **overrides: Any) -> dict[str, Any]:
+    """An entry of ETpay's status API reporting ``session`` paid, with ``overrides`` applied."""
+    return {
+        "session_token": session.token,
+        "merchant_order_id": session.merchant_order_id,
+        "merchant_amount": session.order_amount,
+        "merchant_currency": "CLP",
+        "payment_token": f"pay-{session.pk}",
+        "payment_status": "success",
+        **overrides,
+    }
+
+
 def sign(
     claims: dict[str, Any],
     key: str,

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from django_etpay.admin import CappedCountPaginator, NeedsAttentionFilter
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
-from tests.factories import STATUS_URL, make_session
+from tests.factories import STATUS_URL, make_session, status_entry
 
 SIGNATURE_TOKEN = "sig-admin-test-0123456789abcdef0123456789abcdef"
 SESSIONS = "admin:django_etpay_paymentsession_changelist"
@@ -243,18 +243,6 @@ def test_actions_need_their_permissions(paid_session: PaymentSession) -> None:
 # -- actions ----------------------------------------------------------------------------------
 
 
-def _entry(session: PaymentSession, **overrides: Any) -> dict[str, Any]:
-    return {
-        "session_token": session.token,
-        "merchant_order_id": session.merchant_order_id,
-        "merchant_amount": session.order_amount,
-        "merchant_currency": "CLP",
-        "payment_token": f"pay-{session.pk}",
-        "payment_status": "success",
-        **overrides,
-    }
-
-
 def test_reconcile_action_reports_each_outcome(
     admin_client: Client, db: Any, mocked_responses: Any
 ) -> None:
@@ -263,11 +251,11 @@ def test_reconcile_action_reports_each_outcome(
     )
     already = make_session(status=PaymentSession.Status.PAID, needs_reconciliation=True)
     answers = {
-        paid_a.token: [_entry(paid_a)],
-        paid_b.token: [_entry(paid_b)],
-        unchanged.token: [_entry(unchanged, payment_status="pending-ish")],
+        paid_a.token: [status_entry(paid_a)],
+        paid_b.token: [status_entry(paid_b)],
+        unchanged.token: [status_entry(unchanged, payment_status="pending-ish")],
         unknown.token: [],
-        already.token: [_entry(already)],
+        already.token: [status_entry(already)],
     }
 
     def reply(request: Any) -> tuple[int, dict[str, str], str]:

@@ -32,7 +32,7 @@ from django_etpay.client import parse_retry_after
 from django_etpay.exceptions import EtpayConnectionError, EtpayHTTPError
 from django_etpay.models import Notification, PaymentSession
 from django_etpay.pacing import BACKOFF_CAP, Pacer, backoff_delay, should_retry
-from tests.factories import make_session, signal_mocks
+from tests.factories import make_session, signal_mocks, status_entry
 
 Status = PaymentSession.Status
 
@@ -79,7 +79,7 @@ class StatusTransport(BaseAdapter):
             replies = self.script[token]
             status, body, headers = replies[min(attempt, len(replies)) - 1]
         elif token in self.paid:
-            status, body, headers = 200, [paid_entry(self.sessions[token])], {}
+            status, body, headers = 200, [status_entry(self.sessions[token])], {}
         else:
             status, body, headers = 200, [], {}
         content = json.dumps(body).encode()
@@ -94,17 +94,6 @@ class StatusTransport(BaseAdapter):
 
     def close(self) -> None:
         """Nothing to close."""
-
-
-def paid_entry(session: PaymentSession) -> dict[str, Any]:
-    return {
-        "session_token": session.token,
-        "merchant_order_id": session.merchant_order_id,
-        "merchant_amount": session.order_amount,
-        "merchant_currency": "CLP",
-        "payment_token": f"pay-{session.pk}",
-        "payment_status": "success",
-    }
 
 
 @pytest.fixture
@@ -235,7 +224,7 @@ def test_429_then_5xx_then_success(transport: StatusTransport) -> None:
     transport.script[session.token or ""] = [
         (429, {"message": "slow down"}, {"Retry-After": "2"}),
         (503, {"message": "unavailable"}, {}),
-        (200, [paid_entry(session)], {}),
+        (200, [status_entry(session)], {}),
     ]
     clock = FakeClock(advance=True)
     summary = operations.reconcile_due(pacer=Pacer(None, clock=clock, sleep=clock.sleep))

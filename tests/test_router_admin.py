@@ -17,7 +17,7 @@ from django.utils import timezone
 from pytest_django import Settings
 
 from django_etpay.models import Notification, OutboxEffect, PaymentSession
-from tests.factories import make_session, mint_jwt
+from tests.factories import make_session, mint_jwt, status_entry
 from tests.router_support import DATABASES, assert_nothing_on_default
 from tests.routers import PAYMENTS, ROUTERS
 
@@ -84,14 +84,7 @@ def test_change_pages_show_the_rows_of_payments(admin_client: Client) -> None:
 
 def test_reconcile_action(admin_client: Client, mocked_responses: Any) -> None:
     session = make_session(needs_reconciliation=True)
-    entry = {
-        "session_token": session.token,
-        "merchant_order_id": session.merchant_order_id,
-        "merchant_amount": session.order_amount,
-        "merchant_currency": "CLP",
-        "payment_token": f"pay-{session.pk}",
-        "payment_status": "success",
-    }
+    entry = status_entry(session)
     mocked_responses.post(STATUS_URL, json=[entry])
 
     response = admin_client.post(
