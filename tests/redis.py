@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.subprocesses import wait_until
+from tests.subprocesses import stop, wait_until
 
 #: The binary; the CI entry point (.ci/run) installs it.
 REDIS_SERVER = "redis-server"
@@ -70,10 +70,5 @@ def redis_server() -> Iterator[Path]:
             raise RuntimeError(f"redis-server exited with status {process.returncode}")
         yield path
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop(process)
         shutil.rmtree(folder, ignore_errors=True)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import requests
 from django.db import connection
@@ -65,3 +67,13 @@ def wait_for_url(url: str, timeout: float = 60.0) -> None:
         return True
 
     wait_until(answers, f"a server at {url}", timeout)
+
+
+def stop(process: subprocess.Popen[Any]) -> None:
+    """Ask ``process`` to end (SIGTERM), and kill it if it has not within 10 seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)

@@ -52,7 +52,7 @@ from typing import Any
 
 import pytest
 
-from tests.subprocesses import free_port
+from tests.subprocesses import free_port, stop
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SHOP_DIR = ROOT / "example_project"
@@ -143,12 +143,7 @@ def served_shop(folder: Path, **extra_env: str) -> Iterator[Shop]:
                 log=log_path,
             )
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            stop(process)
 
 
 def _wait_until_serving(process: Any, url: str, log_path: Path) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests.browser.conftest import ROOT, approve, expect
-from tests.subprocesses import free_port, wait_for_url, wait_until
+from tests.subprocesses import free_port, stop, wait_for_url, wait_until
 
 pytestmark = pytest.mark.heavy
 
@@ -72,12 +72,7 @@ def served(folder: Path) -> Iterator[PaymentsShop]:
             wait_for_url(f"http://127.0.0.1:{port}/etpay/notification/")
             yield PaymentsShop(f"http://localhost:{port}", database, log_path)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            stop(process)
 
 
 @pytest.fixture(scope="module")
